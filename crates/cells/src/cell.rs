@@ -1,0 +1,78 @@
+//! The one trait every recurrent cell implements.
+//!
+//! A cell advances a state by one time step. Models (`RNNModel`,
+//! `BidirRecurrentModel`, the speaker BiLSTM) are written once against this
+//! trait. The input projection `x W_ih^T + b_ih` is split from the recurrence
+//! so that [`RecurrentCell::seq`] projects all time steps in one matrix product
+//! and only `h W_hh^T` stays inside the time loop.
+
+use crate::CellWeights;
+use tch::Tensor;
+
+/// What a cell carries from one step to the next.
+pub trait CellState: Clone {
+    /// The hidden state `h` `[B, H]`: what the cell outputs at this step.
+    fn output(&self) -> &Tensor;
+}
+
+impl CellState for Tensor {
+    fn output(&self) -> &Tensor {
+        self
+    }
+}
+
+/// One recurrent cell: `LSTMCell`, `GRUCell` or `BasicRNNCell`.
+pub trait RecurrentCell {
+    /// `Tensor` (`h`) for GRU and RNN cells, [`crate::LstmState`] for the LSTM.
+    type State: CellState;
+
+    /// The cell's parameters in PyTorch's layout.
+    fn weights(&self) -> &CellWeights;
+
+    /// The zero state for a batch of `batch`, on the weights' device and dtype.
+    fn zero_state(&self, batch: i64) -> Self::State;
+
+    /// One step from a projected input `gi = x W_ih^T + b_ih` `[B, G*H]`.
+    fn step_projected(&self, gi: &Tensor, state: &Self::State) -> Self::State;
+
+    fn input_size(&self) -> i64 {
+        self.weights().input_size()
+    }
+
+    fn hidden_size(&self) -> i64 {
+        self.weights().hidden_size()
+    }
+
+    /// One step from a raw input `[B, I]`.
+    fn step(&self, input: &Tensor, state: &Self::State) -> Self::State {
+        self.step_projected(&self.weights().project_input(input), state)
+    }
+
+    /// The coursework's `forward(input, hx=None)`: one step, zeros when no
+    /// state is given. Returns the new state (for the LSTM, `h` and `c`).
+    fn forward(&self, input: &Tensor, state: Option<&Self::State>) -> Self::State {
+        match state {
+            Some(s) => self.step(input, s),
+            None => self.step(input, &self.zero_state(input.size()[0])),
+        }
+    }
+
+    /// Runs the cell over `input [B, T, I]` from `state` (zeros when `None`).
+    /// Returns every step's output `[B, T, H]` and the final state.
+    fn seq(&self, input: &Tensor, state: Option<Self::State>) -> (Tensor, Self::State) {
+        let (batch, steps) = (input.size()[0], input.size()[1]);
+        let mut state = state.unwrap_or_else(|| self.zero_state(batch));
+        let gi = self.weights().project_input(input); // [B, T, G*H]
+        let mut outputs = Vec::with_capacity(steps as usize);
+        for t in 0..steps {
+            state = self.step_projected(&gi.select(1, t), &state);
+            outputs.push(state.output().shallow_clone());
+        }
+        (Tensor::stack(&outputs, 1), state)
+    }
+}
+
+/// The zero `[batch, H]` tensor on the device and dtype of `w`.
+pub(crate) fn zeros_like_rows(w: &CellWeights, batch: i64) -> Tensor {
+    Tensor::zeros([batch, w.hidden_size()], (w.weight_hh.kind(), w.weight_hh.device()))
+}

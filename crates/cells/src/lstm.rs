@@ -1,0 +1,117 @@
+//! `LSTMCell`: the coursework's LSTM cell (Hochreiter & Schmidhuber 1997, with
+//! the forget gate of Gers et al. 2000), equations as in PyTorch's `nn.LSTMCell`:
+//!
+//! ```text
+//! i  = σ(W_ii x + b_ii + W_hi h + b_hi)        input_gate
+//! f  = σ(W_if x + b_if + W_hf h + b_hf)        forget_gate
+//! g  = tanh(W_ig x + b_ig + W_hg h + b_hg)     cell_memory_gate
+//! o  = σ(W_io x + b_io + W_ho h + b_ho)        out_gate
+//! c' = f ⊙ c + i ⊙ g
+//! h' = o ⊙ tanh(c')
+//! ```
+
+use crate::cell::zeros_like_rows;
+use crate::{CellState, CellWeights, RecurrentCell};
+use std::borrow::Borrow;
+use tch::{nn, Tensor};
+
+/// The LSTM's state: hidden `h` and cell memory `c`, both `[B, H]`.
+#[derive(Debug)]
+pub struct LstmState {
+    pub h: Tensor,
+    pub c: Tensor,
+}
+
+impl Clone for LstmState {
+    fn clone(&self) -> Self {
+        Self { h: self.h.shallow_clone(), c: self.c.shallow_clone() }
+    }
+}
+
+impl CellState for LstmState {
+    fn output(&self) -> &Tensor {
+        &self.h
+    }
+}
+
+/// Long short-term memory cell with fused gate weights `[4H, ·]` in the order
+/// i, f, g, o.
+#[derive(Debug)]
+pub struct LSTMCell {
+    w: CellWeights,
+}
+
+impl LSTMCell {
+    /// `LSTMCell(input_size, hidden_size, bias)` under `path`.
+    pub fn new<'a>(
+        path: impl Borrow<nn::Path<'a>>,
+        input_size: i64,
+        hidden_size: i64,
+        bias: bool,
+    ) -> Self {
+        Self { w: CellWeights::new(path, input_size, hidden_size, 4, bias) }
+    }
+
+    /// Redraws every parameter from U(-1/sqrt(H), 1/sqrt(H)).
+    pub fn reset_parameters(&self) {
+        self.w.reset_parameters()
+    }
+
+    fn gate(&self, k: i64, x: &Tensor, h: &Tensor) -> Tensor {
+        let (xp, hp) = self.w.gate_parts(k, x, h);
+        xp + hp
+    }
+
+    /// `i = σ(W_ii x + b_ii + W_hi h + b_hi)`: how much new memory to write.
+    pub fn input_gate(&self, x: &Tensor, h: &Tensor) -> Tensor {
+        self.gate(0, x, h).sigmoid()
+    }
+
+    /// `f = σ(W_if x + b_if + W_hf h + b_hf)`: how much old memory to keep.
+    pub fn forget_gate(&self, x: &Tensor, h: &Tensor) -> Tensor {
+        self.gate(1, x, h).sigmoid()
+    }
+
+    /// `g = tanh(W_ig x + b_ig + W_hg h + b_hg)`: the candidate memory.
+    pub fn cell_memory_gate(&self, x: &Tensor, h: &Tensor) -> Tensor {
+        self.gate(2, x, h).tanh()
+    }
+
+    /// `o = σ(W_io x + b_io + W_ho h + b_ho)`: how much memory to show as `h`.
+    pub fn out_gate(&self, x: &Tensor, h: &Tensor) -> Tensor {
+        self.gate(3, x, h).sigmoid()
+    }
+
+    /// One step written gate by gate, as the coursework reads. Equal to the
+    /// fused [`RecurrentCell::step`]; slower (eight products instead of two).
+    pub fn forward_gates(&self, x: &Tensor, state: &LstmState) -> LstmState {
+        let i = self.input_gate(x, &state.h);
+        let f = self.forget_gate(x, &state.h);
+        let g = self.cell_memory_gate(x, &state.h);
+        let o = self.out_gate(x, &state.h);
+        let c = f * &state.c + i * g;
+        let h = o * c.tanh();
+        LstmState { h, c }
+    }
+}
+
+impl RecurrentCell for LSTMCell {
+    type State = LstmState;
+
+    fn weights(&self) -> &CellWeights {
+        &self.w
+    }
+
+    fn zero_state(&self, batch: i64) -> LstmState {
+        let z = zeros_like_rows(&self.w, batch);
+        LstmState { h: z.shallow_clone(), c: z }
+    }
+
+    fn step_projected(&self, gi: &Tensor, state: &LstmState) -> LstmState {
+        let gates = self.w.project_hidden(&state.h) + gi; // [B, 4H]
+        let g = gates.chunk(4, 1);
+        let c = g[1].sigmoid() * &state.c + g[0].sigmoid() * g[2].tanh();
+        let h = g[3].sigmoid() * c.tanh();
+        LstmState { h, c }
+    }
+}

@@ -1,0 +1,35 @@
+//! `rnnlab`: train, evaluate, sample, plot and benchmark the coursework models.
+//!
+//! One `run()` per command, each in its own module; `--device` is parsed once
+//! here for every command.
+
+mod device;
+mod info;
+
+use clap::{Parser, Subcommand};
+use device::DeviceArg;
+
+#[derive(Parser, Debug)]
+#[command(name = "rnnlab", version, about = "The RNN coursework, ported to Rust on libtorch")]
+struct Cli {
+    /// Where tensors live: `auto` takes CUDA when present, `cuda` fails without it.
+    #[arg(long, global = true, value_enum, default_value_t = DeviceArg::Auto)]
+    device: DeviceArg,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Versions, the libtorch in use, CUDA and cuDNN availability, threads.
+    Info,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let device = cli.device.resolve()?;
+    match cli.command {
+        Command::Info => info::run(device),
+    }
+}
