@@ -5,6 +5,8 @@
 
 mod device;
 mod info;
+#[allow(dead_code)] // the train commands use it as they land
+mod run_dir;
 
 use clap::{Parser, Subcommand};
 use device::DeviceArg;
