@@ -7,6 +7,7 @@ mod device;
 mod info;
 #[allow(dead_code)] // the train commands use it as they land
 mod run_dir;
+mod train;
 
 use clap::{Parser, Subcommand};
 use device::DeviceArg;
@@ -26,6 +27,8 @@ struct Cli {
 enum Command {
     /// Versions, the libtorch in use, CUDA and cuDNN availability, threads.
     Info,
+    /// Train a model; writes metrics.csv, config.json, summary.json, checkpoints.
+    Train(train::TrainArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -33,5 +36,6 @@ fn main() -> anyhow::Result<()> {
     let device = cli.device.resolve()?;
     match cli.command {
         Command::Info => info::run(device),
+        Command::Train(args) => train::run(&args, device),
     }
 }
