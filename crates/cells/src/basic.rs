@@ -56,6 +56,12 @@ impl BasicRNNCell {
         Self { w: CellWeights::new(path, input_size, hidden_size, 1, bias), nonlinearity }
     }
 
+    /// Wraps weights made elsewhere, e.g. with `nn.RNN`'s names by a stack.
+    pub fn from_weights(w: CellWeights, nonlinearity: Nonlinearity) -> Self {
+        assert_eq!(w.gates(), 1, "BasicRNNCell needs 1 gate");
+        Self { w, nonlinearity }
+    }
+
     pub fn nonlinearity(&self) -> Nonlinearity {
         self.nonlinearity
     }

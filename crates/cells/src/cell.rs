@@ -10,7 +10,7 @@ use crate::CellWeights;
 use tch::Tensor;
 
 /// What a cell carries from one step to the next.
-pub trait CellState: Clone {
+pub trait CellState {
     /// The hidden state `h` `[B, H]`: what the cell outputs at this step.
     fn output(&self) -> &Tensor;
 }

@@ -31,6 +31,12 @@ impl GRUCell {
         Self { w: CellWeights::new(path, input_size, hidden_size, 3, bias) }
     }
 
+    /// Wraps weights made elsewhere, e.g. with `nn.GRU`'s names by a stack.
+    pub fn from_weights(w: CellWeights) -> Self {
+        assert_eq!(w.gates(), 3, "GRUCell needs 3 gates");
+        Self { w }
+    }
+
     /// Redraws every parameter from U(-1/sqrt(H), 1/sqrt(H)).
     pub fn reset_parameters(&self) {
         self.w.reset_parameters()

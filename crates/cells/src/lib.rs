@@ -31,3 +31,94 @@ pub enum CellError {
     #[error("invalid nonlinearity {0:?} selected for RNN: expected \"tanh\" or \"relu\"")]
     InvalidNonlinearity(String),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{nn, Device, Kind, Tensor};
+
+    fn shapes(vs: &nn::VarStore) -> Vec<(String, Vec<i64>)> {
+        let mut v: Vec<_> = vs.variables().into_iter().map(|(k, t)| (k, t.size())).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn parameters_have_pytorch_names_and_layout() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let _lstm = LSTMCell::new(vs.root() / "lstm", 3, 5, true);
+        let _gru = GRUCell::new(vs.root() / "gru", 3, 5, false);
+        let _rnn = BasicRNNCell::new(vs.root() / "rnn", 3, 5, true, Nonlinearity::Relu);
+        let expected = [
+            ("gru.weight_hh", vec![15, 5]),
+            ("gru.weight_ih", vec![15, 3]),
+            ("lstm.bias_hh", vec![20]),
+            ("lstm.bias_ih", vec![20]),
+            ("lstm.weight_hh", vec![20, 5]),
+            ("lstm.weight_ih", vec![20, 3]),
+            ("rnn.bias_hh", vec![5]),
+            ("rnn.bias_ih", vec![5]),
+            ("rnn.weight_hh", vec![5, 5]),
+            ("rnn.weight_ih", vec![5, 3]),
+        ];
+        let expected: Vec<_> = expected.into_iter().map(|(k, s)| (k.to_owned(), s)).collect();
+        assert_eq!(shapes(&vs), expected);
+    }
+
+    #[test]
+    fn named_weights_take_a_suffix() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let w = CellWeights::named(vs.root(), 2, 3, 4, false, "_l1_reverse");
+        assert_eq!(w.gates(), 4);
+        let names: Vec<_> = shapes(&vs).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(names, ["weight_hh_l1_reverse", "weight_ih_l1_reverse"]);
+    }
+
+    #[test]
+    fn reset_parameters_draws_within_one_over_sqrt_hidden() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let cell = LSTMCell::new(vs.root(), 7, 16, true);
+        let before = cell.weights().weight_ih.copy();
+        cell.reset_parameters();
+        let bound = 1.0 / 16f64.sqrt();
+        for p in cell.weights().parameters() {
+            let max = p.abs().max().double_value(&[]);
+            assert!(max <= bound, "{max} > {bound}");
+            // Spread over the interval, not a constant.
+            assert!(max > 0.8 * bound, "{max} is far inside {bound}");
+            assert!(p.requires_grad());
+        }
+        assert!(cell.weights().weight_ih.not_equal_tensor(&before).any().int64_value(&[]) == 1);
+    }
+
+    #[test]
+    fn invalid_nonlinearity_is_an_error() {
+        assert_eq!("tanh".parse::<Nonlinearity>().unwrap(), Nonlinearity::Tanh);
+        assert_eq!("relu".parse::<Nonlinearity>().unwrap(), Nonlinearity::Relu);
+        let err = "sigmoid".parse::<Nonlinearity>().unwrap_err();
+        assert!(err.to_string().contains("\"sigmoid\""), "{err}");
+    }
+
+    #[test]
+    fn missing_state_means_zeros() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let cell = LSTMCell::new(vs.root(), 3, 4, true);
+        let x = Tensor::randn([2, 3], (Kind::Float, Device::Cpu));
+        let a = cell.forward(&x, None);
+        let b = cell.forward(&x, Some(&cell.zero_state(2)));
+        assert_eq!(a.h.size(), [2, 4]);
+        assert!(a.h.equal(&b.h) && a.c.equal(&b.c));
+        let gru = GRUCell::new(vs.root() / "g", 3, 4, true);
+        assert!(gru.forward(&x, None).equal(&gru.forward(&x, Some(&gru.zero_state(2)))));
+    }
+
+    #[test]
+    fn seq_returns_every_output_and_the_final_state() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let cell = GRUCell::new(vs.root(), 3, 4, true);
+        let x = Tensor::randn([2, 5, 3], (Kind::Float, Device::Cpu));
+        let (out, last) = cell.seq(&x, None);
+        assert_eq!(out.size(), [2, 5, 4]);
+        assert!(out.select(1, 4).equal(&last));
+    }
+}

@@ -52,6 +52,12 @@ impl LSTMCell {
         Self { w: CellWeights::new(path, input_size, hidden_size, 4, bias) }
     }
 
+    /// Wraps weights made elsewhere, e.g. with `nn.LSTM`'s names by a stack.
+    pub fn from_weights(w: CellWeights) -> Self {
+        assert_eq!(w.gates(), 4, "LSTMCell needs 4 gates");
+        Self { w }
+    }
+
     /// Redraws every parameter from U(-1/sqrt(H), 1/sqrt(H)).
     pub fn reset_parameters(&self) {
         self.w.reset_parameters()

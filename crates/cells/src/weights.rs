@@ -36,18 +36,38 @@ impl CellWeights {
         gates: i64,
         bias: bool,
     ) -> Self {
+        Self::named(path, input_size, hidden_size, gates, bias, "")
+    }
+
+    /// As [`CellWeights::new`], with `suffix` after each name: `nn.LSTM` calls
+    /// layer 1's backward weights `weight_ih_l1_reverse`, so a stack passes
+    /// `"_l1_reverse"`.
+    pub fn named<'a>(
+        path: impl Borrow<nn::Path<'a>>,
+        input_size: i64,
+        hidden_size: i64,
+        gates: i64,
+        bias: bool,
+        suffix: &str,
+    ) -> Self {
         let p = path.borrow();
         let k = 1.0 / (hidden_size as f64).sqrt();
         let init = Init::Uniform { lo: -k, up: k };
         let rows = gates * hidden_size;
-        let weight_ih = p.var("weight_ih", &[rows, input_size], init);
-        let weight_hh = p.var("weight_hh", &[rows, hidden_size], init);
+        let var = |name: &str, dims: &[i64]| p.var(&format!("{name}{suffix}"), dims, init);
+        let weight_ih = var("weight_ih", &[rows, input_size]);
+        let weight_hh = var("weight_hh", &[rows, hidden_size]);
         let (bias_ih, bias_hh) = if bias {
-            (Some(p.var("bias_ih", &[rows], init)), Some(p.var("bias_hh", &[rows], init)))
+            (Some(var("bias_ih", &[rows])), Some(var("bias_hh", &[rows])))
         } else {
             (None, None)
         };
         Self { weight_ih, weight_hh, bias_ih, bias_hh, input_size, hidden_size, gates }
+    }
+
+    /// Gates stacked in the weights: 4 (LSTM), 3 (GRU) or 1 (RNN).
+    pub fn gates(&self) -> i64 {
+        self.gates
     }
 
     /// Redraws every parameter in place from U(-1/sqrt(H), 1/sqrt(H)), like the
@@ -56,7 +76,7 @@ impl CellWeights {
         let k = 1.0 / (self.hidden_size as f64).sqrt();
         tch::no_grad(|| {
             for t in self.parameters() {
-                t.shallow_clone().uniform_(-k, k);
+                let _ = t.shallow_clone().uniform_(-k, k);
             }
         });
     }
