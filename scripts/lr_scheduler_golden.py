@@ -1,0 +1,25 @@
+"""Golden learning rates for crates/models/src/lr_scheduler.rs tests.
+
+Steps PyTorch's StepLR and CosineAnnealingWarmRestarts once per epoch and
+prints the learning rate in effect at each epoch (optimizer.param_groups[0]).
+Run: .venv/bin/python scripts/lr_scheduler_golden.py
+"""
+import torch
+
+def trace(make, epochs, lr=0.1):
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=lr)
+    sched = make(opt)
+    out = []
+    for _ in range(epochs):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return out
+
+print("step_lr(step_size=3, gamma=0.5):",
+      trace(lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=3, gamma=0.5), 10))
+print("cosine(T_0=4, T_mult=1, eta_min=0.001):",
+      trace(lambda o: torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(o, T_0=4, eta_min=0.001), 10))
+print("cosine(T_0=2, T_mult=2, eta_min=0):",
+      trace(lambda o: torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(o, T_0=2, T_mult=2), 16))
