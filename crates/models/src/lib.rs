@@ -1,13 +1,18 @@
 //! The coursework's models on the hand-written cells of `crates/cells`.
 
+pub mod fused;
+pub mod linear;
 pub mod mode;
+pub mod rnn_model;
 pub mod stack;
 
 pub mod cluster;
 pub mod lr_scheduler;
 pub mod speaker;
 
+pub use fused::FusedCell;
+pub use linear::torch_linear;
 pub use mode::{InvalidMode, Mode};
+pub use rnn_model::{classifier, BidirRecurrentModel, Engine, RNNModel, RnnConfig};
 pub use stack::{BidirStack, CellStack, MakeCell};
 
-pub mod makemore;

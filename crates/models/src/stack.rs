@@ -46,15 +46,27 @@ impl<C: RecurrentCell> CellStack<C> {
     /// `reverse` the stack reads time backwards; outputs stay in the input's
     /// time order, so the reverse stack's final output is at step 0.
     pub fn forward(&self, input: &Tensor, reverse: bool) -> Tensor {
-        let mut x = if reverse { input.flip([1]) } else { input.shallow_clone() };
-        for cell in &self.cells {
-            x = cell.seq(&x, None).0;
-        }
-        if reverse {
-            x.flip([1])
-        } else {
+        in_time_order(input, reverse, |x| {
+            let mut x = x.shallow_clone();
+            for cell in &self.cells {
+                x = cell.seq(&x, None).0;
+            }
             x
-        }
+        })
+    }
+}
+
+/// Runs `run` over `input` read forwards or, with `reverse`, backwards, and
+/// returns its `[B, T, ·]` output in the input's time order.
+pub(crate) fn in_time_order(
+    input: &Tensor,
+    reverse: bool,
+    run: impl FnOnce(&Tensor) -> Tensor,
+) -> Tensor {
+    if reverse {
+        run(&input.flip([1])).flip([1])
+    } else {
+        run(input)
     }
 }
 
@@ -92,7 +104,7 @@ impl<C: RecurrentCell> BidirStack<C> {
         let mut x = input.shallow_clone();
         for (f, b) in self.forward.iter().zip(&self.backward) {
             let out_f = f.seq(&x, None).0;
-            let out_b = b.seq(&x.flip([1]), None).0.flip([1]);
+            let out_b = in_time_order(&x, true, |x| b.seq(x, None).0);
             x = Tensor::cat(&[out_f, out_b], 2);
         }
         x

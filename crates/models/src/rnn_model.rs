@@ -1,0 +1,180 @@
+//! The coursework's `RNNModel` and `BidirRecurrentModel`.
+//!
+//! `RNNModel(mode, input_size, hidden_size, num_layers, bias, output_size)`
+//! stacks `num_layers` cells of `mode` (`rnn_cell_list`) and classifies the top
+//! layer's last output with `fc`. `BidirRecurrentModel` adds a separate
+//! reverse stack (`rnn_cell_list_rev`) that reads the sequence backwards, and
+//! `fc` sees the forward stack's last output joined with the reverse stack's
+//! last output (the one at the first time step). Both run on either engine,
+//! with the same parameters: `custom` (the hand-written cells) or `fused`
+//! (libtorch's whole-sequence kernels).
+
+use crate::{torch_linear, CellStack, FusedCell, Mode};
+use cells::{BasicRNNCell, GRUCell, LSTMCell, Nonlinearity};
+use tch::{nn, Tensor};
+
+/// The coursework's constructor arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RnnConfig {
+    pub mode: Mode,
+    pub input_size: i64,
+    pub hidden_size: i64,
+    pub num_layers: i64,
+    pub bias: bool,
+    pub output_size: i64,
+}
+
+/// Who runs the recurrence.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Engine {
+    /// The hand-written cells, step by step.
+    #[default]
+    Custom,
+    /// libtorch's `lstm` / `gru` / `rnn_tanh` / `rnn_relu` (cuDNN on a GPU).
+    Fused,
+}
+
+/// One direction's stack, whichever the cell.
+#[derive(Debug)]
+enum Stack {
+    Lstm(CellStack<LSTMCell>),
+    Gru(CellStack<GRUCell>),
+    Rnn(CellStack<BasicRNNCell>),
+}
+
+impl Stack {
+    fn new(path: &nn::Path, c: &RnnConfig) -> Self {
+        let (i, h, l, bias) = (c.input_size, c.hidden_size, c.num_layers, c.bias);
+        let rnn = |nl| {
+            Stack::Rnn(CellStack::new(path, i, h, l, |p: &nn::Path, i, h, _: &str| {
+                BasicRNNCell::new(p, i, h, bias, nl)
+            }))
+        };
+        match c.mode {
+            Mode::Lstm => {
+                Stack::Lstm(CellStack::new(path, i, h, l, |p: &nn::Path, i, h, _: &str| {
+                    LSTMCell::new(p, i, h, bias)
+                }))
+            }
+            Mode::Gru => {
+                Stack::Gru(CellStack::new(path, i, h, l, |p: &nn::Path, i, h, _: &str| {
+                    GRUCell::new(p, i, h, bias)
+                }))
+            }
+            Mode::RnnTanh => rnn(Nonlinearity::Tanh),
+            Mode::RnnRelu => rnn(Nonlinearity::Relu),
+        }
+    }
+
+    /// `[B, T, I] -> [B, T, H]`, in the input's time order.
+    fn forward(&self, x: &Tensor, reverse: bool, engine: Engine, train: bool) -> Tensor {
+        fn run<C: FusedCell>(s: &CellStack<C>, x: &Tensor, r: bool, e: Engine, t: bool) -> Tensor {
+            match e {
+                Engine::Custom => s.forward(x, r),
+                Engine::Fused => s.forward_fused(x, r, t),
+            }
+        }
+        match self {
+            Stack::Lstm(s) => run(s, x, reverse, engine, train),
+            Stack::Gru(s) => run(s, x, reverse, engine, train),
+            Stack::Rnn(s) => run(s, x, reverse, engine, train),
+        }
+    }
+}
+
+fn check(c: &RnnConfig) {
+    assert!(c.num_layers >= 1, "RNNModel needs at least one layer, got {}", c.num_layers);
+}
+
+/// `RNNModel`: `[B, T, input_size] -> [B, output_size]` logits.
+#[derive(Debug)]
+pub struct RNNModel {
+    config: RnnConfig,
+    engine: Engine,
+    rnn_cell_list: Stack,
+    fc: nn::Linear,
+}
+
+impl RNNModel {
+    pub fn new(path: &nn::Path, config: RnnConfig) -> Self {
+        check(&config);
+        Self {
+            config,
+            engine: Engine::Custom,
+            rnn_cell_list: Stack::new(&(path / "rnn_cell_list"), &config),
+            fc: torch_linear(&(path / "fc"), config.hidden_size, config.output_size),
+        }
+    }
+
+    pub fn config(&self) -> &RnnConfig {
+        &self.config
+    }
+
+    pub fn with_engine(mut self, engine: Engine) -> Self {
+        self.engine = engine;
+        self
+    }
+}
+
+impl nn::ModuleT for RNNModel {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        let out = self.rnn_cell_list.forward(xs, false, self.engine, train); // [B, T, H]
+        out.select(1, -1).apply(&self.fc) // [B, output]
+    }
+}
+
+/// `BidirRecurrentModel`: a forward and a separate reverse stack;
+/// `[B, T, input_size] -> [B, output_size]` logits.
+#[derive(Debug)]
+pub struct BidirRecurrentModel {
+    config: RnnConfig,
+    engine: Engine,
+    rnn_cell_list: Stack,
+    rnn_cell_list_rev: Stack,
+    fc: nn::Linear,
+}
+
+impl BidirRecurrentModel {
+    pub fn new(path: &nn::Path, config: RnnConfig) -> Self {
+        check(&config);
+        Self {
+            config,
+            engine: Engine::Custom,
+            rnn_cell_list: Stack::new(&(path / "rnn_cell_list"), &config),
+            rnn_cell_list_rev: Stack::new(&(path / "rnn_cell_list_rev"), &config),
+            fc: torch_linear(&(path / "fc"), 2 * config.hidden_size, config.output_size),
+        }
+    }
+
+    pub fn config(&self) -> &RnnConfig {
+        &self.config
+    }
+
+    pub fn with_engine(mut self, engine: Engine) -> Self {
+        self.engine = engine;
+        self
+    }
+}
+
+impl nn::ModuleT for BidirRecurrentModel {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        let fwd = self.rnn_cell_list.forward(xs, false, self.engine, train).select(1, -1);
+        let rev = self.rnn_cell_list_rev.forward(xs, true, self.engine, train).select(1, 0);
+        Tensor::cat(&[fwd, rev], 1).apply(&self.fc) // [B, 2H] -> [B, output]
+    }
+}
+
+/// Either model, chosen at run time (`--bidir`).
+pub fn classifier(
+    path: &nn::Path,
+    config: RnnConfig,
+    bidirectional: bool,
+    engine: Engine,
+) -> Box<dyn nn::ModuleT> {
+    if bidirectional {
+        Box::new(BidirRecurrentModel::new(path, config).with_engine(engine))
+    } else {
+        Box::new(RNNModel::new(path, config).with_engine(engine))
+    }
+}
