@@ -3,8 +3,11 @@
 //! One `run()` per command, each in its own module; `--device` is parsed once
 //! here for every command.
 
+mod bench;
+mod data_cmd;
 mod device;
 mod info;
+mod mfcc_cmd;
 #[allow(dead_code)] // the train commands use it as they land
 mod run_dir;
 mod train;
@@ -29,6 +32,12 @@ enum Command {
     Info,
     /// Train a model; writes metrics.csv, config.json, summary.json, checkpoints.
     Train(train::TrainArgs),
+    /// MFCCs of a WAV file as CSV (librosa's settings; one frame a line, no header).
+    Mfcc(mfcc_cmd::MfccArgs),
+    /// Get Speech Commands: download the real archive or synthesise one with espeak-ng.
+    Data(data_cmd::DataArgs),
+    /// Speed measurements: `bench mfcc`.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -37,5 +46,8 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Info => info::run(device),
         Command::Train(args) => train::run(&args, device),
+        Command::Mfcc(args) => mfcc_cmd::run(&args),
+        Command::Data(args) => data_cmd::run(&args),
+        Command::Bench(args) => bench::run(&args),
     }
 }
