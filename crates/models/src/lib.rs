@@ -2,6 +2,7 @@
 
 pub mod fused;
 pub mod linear;
+pub mod makemore;
 pub mod mode;
 pub mod rnn_model;
 pub mod stack;
@@ -15,4 +16,3 @@ pub use linear::torch_linear;
 pub use mode::{InvalidMode, Mode};
 pub use rnn_model::{classifier, BidirRecurrentModel, Engine, RNNModel, RnnConfig};
 pub use stack::{BidirStack, CellStack, MakeCell};
-
