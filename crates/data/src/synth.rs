@@ -192,13 +192,15 @@ pub fn speak(text: &str, voice: &Voice) -> Result<Vec<f32>> {
         }
         Err(e) => return Err(DataError::Espeak(format!("cannot run: {e}"))),
     };
-    let result = if out.status.success() {
+    // espeak-ng falls back to its default voice (exit code 0) when the voice is unknown.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let result = if out.status.success() && !stderr.contains("rror") {
         audio::read_wav(&tmp)
     } else {
         Err(DataError::Espeak(format!(
             "voice {} failed on {text:?}: {}",
             voice.espeak_name(),
-            String::from_utf8_lossy(&out.stderr).trim()
+            stderr.trim()
         )))
     };
     let _ = std::fs::remove_file(&tmp);
@@ -264,6 +266,8 @@ struct Clip {
 /// What [`generate`] wrote.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SynthSummary {
+    /// Where the set was written (not saved in `synth.json`, so a set is position-free).
+    #[serde(skip)]
     pub dir: PathBuf,
     pub config: SynthConfig,
     pub clips: [usize; 3],
