@@ -7,7 +7,7 @@ PROFILE := --release
 RNNLAB := target/release/rnnlab
 DEVICE ?= auto
 
-.PHONY: setup build run info test lint
+.PHONY: setup build run info test lint data
 
 setup:
 	@./scripts/setup.sh
@@ -24,6 +24,13 @@ info: build
 lint: setup
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy $(PROFILE) --workspace --all-targets -- -D warnings
+
+## The synthetic Speech Commands (espeak-ng) under data/speech_commands; SEED and
+## PER_CLASS change it (the same seed writes the same files).
+SEED ?= 0
+PER_CLASS ?= 1250
+data: build
+	$(RNNLAB) data synth --out data/speech_commands --seed $(SEED) --per-class $(PER_CLASS)
 
 ## Every test: formatting, clippy, then the whole workspace.
 test: lint

@@ -30,3 +30,14 @@ fi
 # .cargo/config.toml points LIBTORCH here, so plain `cargo` commands need no exports.
 ln -sfn "$libtorch" .libtorch
 echo "setup: .libtorch -> $libtorch"
+
+# espeak-ng speaks the synthetic Speech Commands (`make data`) and the data tests.
+if ! command -v espeak-ng >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing espeak-ng (apt-get)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null
+  else
+    echo "setup: espeak-ng is missing: sudo apt-get install espeak-ng (Debian/Ubuntu)," \
+      "brew install espeak-ng (macOS); make data and the data tests need it" >&2
+  fi
+fi
