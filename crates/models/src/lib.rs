@@ -2,8 +2,8 @@
 
 pub mod fused;
 pub mod linear;
-pub mod makemore;
 pub mod mode;
+pub mod optim;
 pub mod rnn_model;
 pub mod stack;
 
@@ -14,5 +14,8 @@ pub mod speaker;
 pub use fused::FusedCell;
 pub use linear::torch_linear;
 pub use mode::{InvalidMode, Mode};
+pub use optim::Adam;
 pub use rnn_model::{classifier, BidirRecurrentModel, Engine, RNNModel, RnnConfig};
 pub use stack::{BidirStack, CellStack, MakeCell};
+
+pub mod makemore;
