@@ -12,6 +12,7 @@ pub mod download;
 pub mod error;
 pub mod loader;
 pub mod mfcc;
+pub mod speakers;
 pub mod speech_commands;
 pub mod synth;
 

@@ -1,0 +1,618 @@
+//! Speaker corpora for the speaker-clustering lab: reading, a seeded split, and a
+//! synthetic default corpus made with espeak-ng.
+//!
+//! A corpus is a folder with one sub-folder per speaker holding WAV files (any rate
+//! and channel count: [`crate::cache::FeatureCache`] mixes to mono and resamples to
+//! 16 kHz):
+//!
+//! ```text
+//! data/speakers/
+//!   s01_en-us/        0000.wav 0001.wav ...
+//!   s02_en-gb+f2/     ...
+//! ```
+//!
+//! Speakers are the sub-folders in name order; hidden entries (`.x`) are skipped.
+//! Every utterance becomes a fixed window of [`WINDOW_SAMPLES`] (1.5 s, zero-padded at
+//! the end or cut, keeping the start), i.e. [`WINDOW_FRAMES`] MFCC frames of 20
+//! coefficients with the audio pipeline's librosa-identical MFCC (hop 512).
+
+use std::path::{Path, PathBuf};
+
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::audio::{self, SAMPLE_RATE};
+use crate::error::{DataError, Result};
+use crate::synth::{espeak_available, speak, trim_silence, Voice, INSTALL_HINT};
+
+/// Where `rnnlab data synth-speakers` writes and `train --model speaker` reads by default.
+pub const DEFAULT_ROOT: &str = "data/speakers";
+/// Samples per utterance window: 1.5 s at 16 kHz.
+pub const WINDOW_SAMPLES: usize = 24_000;
+/// MFCC frames per window: `1 + 24000 / 512` (centred framing).
+pub const WINDOW_FRAMES: usize = 1 + WINDOW_SAMPLES / 512;
+
+/// One WAV file and the index of its speaker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Utterance {
+    pub path: PathBuf,
+    pub speaker: usize,
+}
+
+/// A speaker corpus on disk: speaker names and every utterance.
+#[derive(Debug, Clone)]
+pub struct SpeakerCorpus {
+    root: PathBuf,
+    speakers: Vec<String>,
+    utterances: Vec<Utterance>,
+}
+
+fn is_hidden(p: &Path) -> bool {
+    p.file_name().and_then(|n| n.to_str()).is_none_or(|n| n.starts_with('.'))
+}
+
+fn is_wav(p: &Path) -> bool {
+    p.is_file()
+        && p.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("wav"))
+}
+
+fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut v = std::fs::read_dir(dir)
+        .map_err(|e| DataError::io(dir, e))?
+        .map(|e| e.map(|e| e.path()).map_err(|err| DataError::io(dir, err)))
+        .collect::<Result<Vec<_>>>()?;
+    v.retain(|p| !is_hidden(p));
+    v.sort();
+    Ok(v)
+}
+
+impl SpeakerCorpus {
+    /// Lists `root`. Errors (naming the folder) when it does not exist, has fewer than
+    /// two speaker folders, or a speaker folder holds no WAV file.
+    pub fn open(root: impl AsRef<Path>) -> Result<Self> {
+        let root = root.as_ref();
+        if !root.is_dir() {
+            return Err(DataError::dataset(
+                root,
+                "no speaker corpus here: expected one sub-folder of WAV files per speaker \
+                 (make the default one with `rnnlab data synth-speakers`)",
+            ));
+        }
+        let dirs: Vec<PathBuf> = sorted_entries(root)?.into_iter().filter(|p| p.is_dir()).collect();
+        if dirs.len() < 2 {
+            return Err(DataError::dataset(
+                root,
+                format!(
+                    "a speaker corpus needs at least 2 speaker folders, found {}: the proxy \
+                     loss separates speakers, one speaker has nothing to separate",
+                    dirs.len()
+                ),
+            ));
+        }
+        let mut speakers = Vec::new();
+        let mut utterances = Vec::new();
+        for dir in dirs {
+            let wavs: Vec<PathBuf> =
+                sorted_entries(&dir)?.into_iter().filter(|p| is_wav(p)).collect();
+            if wavs.is_empty() {
+                return Err(DataError::dataset(
+                    &dir,
+                    "speaker folder holds no .wav file: remove it or add recordings",
+                ));
+            }
+            let name =
+                dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let speaker = speakers.len();
+            speakers.push(name);
+            utterances.extend(wavs.into_iter().map(|path| Utterance { path, speaker }));
+        }
+        Ok(Self { root: root.to_path_buf(), speakers, utterances })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Speaker names (folder names), in order: utterance `speaker` indexes this.
+    pub fn speakers(&self) -> &[String] {
+        &self.speakers
+    }
+
+    pub fn utterances(&self) -> &[Utterance] {
+        &self.utterances
+    }
+
+    /// Splits the corpus: `holdout_speakers` whole speakers (drawn with `seed`) are
+    /// kept out of training ("unseen"); of every other speaker, `eval_fraction` of the
+    /// utterances (rounded, at least one when the speaker has two or more) go to
+    /// evaluation and the rest to training. Errors when fewer than two training
+    /// speakers would remain.
+    pub fn split(&self, cfg: &SplitConfig) -> Result<SpeakerSplit> {
+        let n = self.speakers.len();
+        if cfg.holdout_speakers + 2 > n {
+            return Err(DataError::dataset(
+                &self.root,
+                format!(
+                    "holding out {} of {n} speakers leaves fewer than 2 to train on",
+                    cfg.holdout_speakers
+                ),
+            ));
+        }
+        if !(0.0..1.0).contains(&cfg.eval_fraction) {
+            return Err(DataError::dataset(
+                &self.root,
+                format!("eval fraction {} is not in [0, 1)", cfg.eval_fraction),
+            ));
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        let mut order: Vec<usize> = (0..n).collect();
+        order.shuffle(&mut rng);
+        let mut unseen_ids: Vec<usize> = order[..cfg.holdout_speakers].to_vec();
+        unseen_ids.sort();
+        let train_ids: Vec<usize> = (0..n).filter(|s| !unseen_ids.contains(s)).collect();
+
+        let mut split = SpeakerSplit {
+            train_speakers: train_ids.iter().map(|&s| self.speakers[s].clone()).collect(),
+            unseen_speakers: unseen_ids.iter().map(|&s| self.speakers[s].clone()).collect(),
+            ..Default::default()
+        };
+        for (label, &s) in train_ids.iter().enumerate() {
+            let mut utts: Vec<&Utterance> =
+                self.utterances.iter().filter(|u| u.speaker == s).collect();
+            utts.shuffle(&mut rng);
+            let k = utts.len();
+            let n_eval = if k < 2 {
+                0
+            } else {
+                ((k as f64 * cfg.eval_fraction).round() as usize).clamp(1, k - 1)
+            };
+            let (eval, train) = utts.split_at(n_eval);
+            let tag = |u: &&Utterance| Utterance { path: u.path.clone(), speaker: label };
+            split.eval.extend(eval.iter().map(tag));
+            split.train.extend(train.iter().map(tag));
+        }
+        for (label, &s) in unseen_ids.iter().enumerate() {
+            split.unseen.extend(
+                self.utterances
+                    .iter()
+                    .filter(|u| u.speaker == s)
+                    .map(|u| Utterance { path: u.path.clone(), speaker: label }),
+            );
+        }
+        // Keep each list in corpus order (speaker, then file name) for readable outputs.
+        for list in [&mut split.train, &mut split.eval] {
+            list.sort_by(|a, b| (a.speaker, &a.path).cmp(&(b.speaker, &b.path)));
+        }
+        Ok(split)
+    }
+}
+
+/// Options of [`SpeakerCorpus::split`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SplitConfig {
+    /// Fraction of each training speaker's utterances kept for evaluation.
+    pub eval_fraction: f64,
+    /// Whole speakers kept out of training.
+    pub holdout_speakers: usize,
+    pub seed: u64,
+}
+
+impl Default for SplitConfig {
+    fn default() -> Self {
+        Self { eval_fraction: 0.2, holdout_speakers: 0, seed: 0 }
+    }
+}
+
+/// The result of [`SpeakerCorpus::split`]. In `train` and `eval`, `speaker` indexes
+/// `train_speakers` (the proxies); in `unseen` it indexes `unseen_speakers`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SpeakerSplit {
+    pub train_speakers: Vec<String>,
+    pub unseen_speakers: Vec<String>,
+    pub train: Vec<Utterance>,
+    pub eval: Vec<Utterance>,
+    pub unseen: Vec<Utterance>,
+}
+
+// ---------------------------------------------------------------------------
+// The synthetic default corpus
+// ---------------------------------------------------------------------------
+
+/// The default synthetic speakers: (base voice, variant, pitch 0-99, speed wpm), each
+/// a different voice, variant, pitch and speed.
+pub const SPEAKER_VOICES: [(&str, &str, u32, u32); 14] = [
+    ("en-us", "m1", 45, 170),
+    ("en-gb", "f2", 70, 150),
+    ("en-gb-scotland", "m3", 30, 160),
+    ("en-029", "f4", 85, 140),
+    ("en-gb-x-rp", "m7", 20, 185),
+    ("en-us-nyc", "f1", 60, 200),
+    ("en-gb-x-gbclan", "klatt", 50, 130),
+    ("en-gb-x-gbcwmd", "f5", 95, 165),
+    ("en-us", "m5", 10, 145),
+    ("en-gb", "Andrea", 55, 175),
+    ("en-gb-scotland", "f3", 75, 190),
+    ("en-029", "m2", 35, 135),
+    ("en-us-nyc", "m4", 65, 155),
+    ("en-gb-x-rp", "f1", 40, 180),
+];
+
+/// Words and short phrases the synthetic speakers say (each speaker a seeded sample).
+pub const TEXTS: [&str; 120] = [
+    "yes",
+    "no",
+    "up",
+    "down",
+    "left",
+    "right",
+    "on",
+    "off",
+    "stop",
+    "go",
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "bed",
+    "bird",
+    "cat",
+    "dog",
+    "happy",
+    "house",
+    "marvin",
+    "sheila",
+    "tree",
+    "wow",
+    "forward",
+    "backward",
+    "follow",
+    "learn",
+    "visual",
+    "apple",
+    "orange",
+    "banana",
+    "river",
+    "mountain",
+    "window",
+    "garden",
+    "yellow",
+    "purple",
+    "silver",
+    "winter",
+    "summer",
+    "morning",
+    "evening",
+    "coffee",
+    "paper",
+    "pencil",
+    "music",
+    "number",
+    "language",
+    "computer",
+    "network",
+    "signal",
+    "station",
+    "weather",
+    "thunder",
+    "ocean",
+    "island",
+    "village",
+    "market",
+    "doctor",
+    "teacher",
+    "student",
+    "engine",
+    "rocket",
+    "planet",
+    "galaxy",
+    "energy",
+    "history",
+    "science",
+    "question",
+    "answer",
+    "problem",
+    "picture",
+    "kitchen",
+    "good morning",
+    "thank you",
+    "see you later",
+    "how are you",
+    "open the door",
+    "turn it off",
+    "what time is it",
+    "nice to meet you",
+    "call me back",
+    "over there",
+    "right now",
+    "not today",
+    "one more time",
+    "take it easy",
+    "let me think",
+    "close the window",
+    "the red car",
+    "a cup of tea",
+    "it is raining",
+    "where is the station",
+    "I like music",
+    "read the book",
+    "the quick brown fox",
+    "bring me water",
+    "we are late",
+    "please sit down",
+    "come in",
+    "hello world",
+    "the cat sleeps",
+    "turn left here",
+    "go straight on",
+    "a big blue house",
+    "just a moment",
+    "listen carefully",
+    "speak slowly",
+    "the train is late",
+    "have a nice day",
+    "nothing at all",
+    "good night",
+    "see you soon",
+];
+
+/// What [`generate_speakers`] makes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpeakerSynthConfig {
+    /// Speakers, the first of [`SPEAKER_VOICES`] (at most 14).
+    pub speakers: usize,
+    /// Utterances per speaker (at most the 120 texts; each text once per speaker).
+    pub utterances: usize,
+    /// Seed of the text choice, gain and noise.
+    pub seed: u64,
+    /// Signal-to-noise range of the added white noise, dB.
+    pub snr_db: (f64, f64),
+}
+
+impl Default for SpeakerSynthConfig {
+    fn default() -> Self {
+        Self { speakers: 14, utterances: 60, seed: 0, snr_db: (25.0, 40.0) }
+    }
+}
+
+/// One synthetic speaker, as recorded in `synth.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SynthSpeaker {
+    pub folder: String,
+    pub voice: Voice,
+}
+
+/// What [`generate_speakers`] wrote.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SpeakerSynthSummary {
+    pub dir: PathBuf,
+    pub config: SpeakerSynthConfig,
+    pub speakers: Vec<SynthSpeaker>,
+    pub files: usize,
+}
+
+struct Job {
+    rel: PathBuf,
+    text: &'static str,
+    voice: Voice,
+    peak: f32,
+    snr_db: f64,
+    noise_seed: u64,
+}
+
+/// The synthetic speakers of `cfg`, folder names included (`s01_en-us+m1`).
+pub fn synth_speakers(cfg: &SpeakerSynthConfig) -> Vec<SynthSpeaker> {
+    SPEAKER_VOICES
+        .iter()
+        .take(cfg.speakers)
+        .enumerate()
+        .map(|(i, &(name, variant, pitch, speed))| SynthSpeaker {
+            folder: format!("s{:02}_{name}+{variant}", i + 1),
+            voice: Voice { name: name.into(), variant: Some(variant.into()), pitch, speed },
+        })
+        .collect()
+}
+
+/// Writes a speaker corpus into `out` (`<speaker>/<nnnn>.wav`, 16 kHz 16-bit, plus
+/// `synth.json`). Each utterance is one text spoken by the speaker's fixed voice,
+/// trimmed of silence, scaled to a seeded peak and mixed with seeded white noise; the
+/// same seed gives identical files. The corpus is built in a temporary folder and
+/// renamed into place; an existing synthetic corpus is replaced, any other folder is
+/// left alone with an error.
+pub fn generate_speakers(out: &Path, cfg: &SpeakerSynthConfig) -> Result<SpeakerSynthSummary> {
+    if !espeak_available() {
+        return Err(DataError::Espeak(format!("not found on PATH; {INSTALL_HINT}")));
+    }
+    if cfg.speakers < 2 || cfg.speakers > SPEAKER_VOICES.len() {
+        return Err(DataError::dataset(
+            out,
+            format!("speakers must be in 2..={} (got {})", SPEAKER_VOICES.len(), cfg.speakers),
+        ));
+    }
+    if cfg.utterances == 0 || cfg.utterances > TEXTS.len() {
+        return Err(DataError::dataset(
+            out,
+            format!("utterances must be in 1..={} (got {})", TEXTS.len(), cfg.utterances),
+        ));
+    }
+    if out.exists() && !out.join("synth.json").is_file() {
+        return Err(DataError::dataset(
+            out,
+            "exists and is not a synthetic speaker corpus (no synth.json): refusing to replace it",
+        ));
+    }
+    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = out.with_file_name(format!(".{name}.tmp"));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| DataError::io(&tmp, e))?;
+    }
+
+    let speakers = synth_speakers(cfg);
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    let mut jobs = Vec::new();
+    for s in &speakers {
+        let d = tmp.join(&s.folder);
+        std::fs::create_dir_all(&d).map_err(|e| DataError::io(&d, e))?;
+        let texts: Vec<&'static str> =
+            TEXTS.choose_multiple(&mut rng, cfg.utterances).copied().collect();
+        for (i, text) in texts.into_iter().enumerate() {
+            jobs.push(Job {
+                rel: PathBuf::from(&s.folder).join(format!("{i:04}.wav")),
+                text,
+                voice: s.voice.clone(),
+                peak: rng.gen_range(0.3..0.9),
+                snr_db: rng.gen_range(cfg.snr_db.0..=cfg.snr_db.1),
+                noise_seed: rng.gen(),
+            });
+        }
+    }
+    jobs.par_iter().try_for_each(|job| render(job, &tmp))?;
+
+    let summary = SpeakerSynthSummary {
+        dir: out.to_path_buf(),
+        config: cfg.clone(),
+        speakers,
+        files: jobs.len(),
+    };
+    let p = tmp.join("synth.json");
+    let mut text = serde_json::to_string_pretty(&summary).expect("summary serialises");
+    text.push('\n');
+    std::fs::write(&p, text).map_err(|e| DataError::io(&p, e))?;
+    if out.exists() {
+        std::fs::remove_dir_all(out).map_err(|e| DataError::io(out, e))?;
+    }
+    std::fs::rename(&tmp, out).map_err(|e| DataError::io(out, e))?;
+    Ok(summary)
+}
+
+fn render(job: &Job, dir: &Path) -> Result<()> {
+    let speech = speak(job.text, &job.voice)?;
+    let voiced = trim_silence(&speech);
+    let peak = voiced.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+    let gain = job.peak / peak;
+    let mut y: Vec<f32> = voiced.iter().map(|s| s * gain).collect();
+    let power = y.iter().map(|&s| s as f64 * s as f64).sum::<f64>() / y.len().max(1) as f64;
+    let sigma = (power / 10f64.powf(job.snr_db / 10.0)).sqrt();
+    let mut rng = ChaCha8Rng::seed_from_u64(job.noise_seed);
+    for pair in y.chunks_mut(2) {
+        // Box-Muller: two normals from two uniforms.
+        let (u1, u2): (f64, f64) = (rng.gen_range(f64::EPSILON..1.0), rng.gen());
+        let r = (-2.0 * u1.ln()).sqrt() * sigma;
+        let t = 2.0 * std::f64::consts::PI * u2;
+        pair[0] += (r * t.cos()) as f32;
+        if let Some(second) = pair.get_mut(1) {
+            *second += (r * t.sin()) as f32;
+        }
+    }
+    audio::write_wav_i16(&dir.join(&job.rel), &y, SAMPLE_RATE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tone(path: &Path, hz: f32) {
+        let y: Vec<f32> = (0..1600)
+            .map(|i| 0.3 * (i as f32 * hz * std::f32::consts::TAU / 16000.0).sin())
+            .collect();
+        audio::write_wav_i16(path, &y, SAMPLE_RATE).unwrap();
+    }
+
+    fn corpus(speakers: &[(&str, usize)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (i, (name, n)) in speakers.iter().enumerate() {
+            let d = dir.path().join(name);
+            std::fs::create_dir_all(&d).unwrap();
+            for k in 0..*n {
+                tone(&d.join(format!("{k:03}.wav")), 200.0 + 100.0 * i as f32);
+            }
+        }
+        dir
+    }
+
+    #[test]
+    fn window_is_47_frames() {
+        assert_eq!(WINDOW_FRAMES, 47);
+        assert_eq!(crate::mfcc::MfccConfig::default().frames(WINDOW_SAMPLES), WINDOW_FRAMES);
+    }
+
+    #[test]
+    fn reads_speakers_in_order_skipping_hidden_and_non_wav() {
+        let dir = corpus(&[("bob", 3), ("alice", 2)]);
+        std::fs::write(dir.path().join("alice/notes.txt"), "x").unwrap();
+        std::fs::create_dir(dir.path().join(".hidden")).unwrap();
+        let c = SpeakerCorpus::open(dir.path()).unwrap();
+        assert_eq!(c.speakers(), ["alice", "bob"]);
+        assert_eq!(c.utterances().len(), 5);
+        assert_eq!(c.utterances().iter().filter(|u| u.speaker == 1).count(), 3);
+    }
+
+    #[test]
+    fn one_speaker_or_empty_folder_is_a_clear_error() {
+        let dir = corpus(&[("only", 3)]);
+        let e = SpeakerCorpus::open(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("at least 2 speaker folders, found 1"), "{e}");
+
+        let dir = corpus(&[("a", 2), ("b", 0)]);
+        let e = SpeakerCorpus::open(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("holds no .wav file") && e.contains("/b"), "{e}");
+
+        let e = SpeakerCorpus::open("/nonexistent/speakers").unwrap_err().to_string();
+        assert!(e.contains("no speaker corpus here"), "{e}");
+    }
+
+    #[test]
+    fn seeded_split_keeps_speakers_whole_and_utterances_apart() {
+        let dir = corpus(&[("a", 10), ("b", 10), ("c", 10), ("d", 10), ("e", 1)]);
+        let c = SpeakerCorpus::open(dir.path()).unwrap();
+        let cfg = SplitConfig { eval_fraction: 0.2, holdout_speakers: 2, seed: 7 };
+        let s = c.split(&cfg).unwrap();
+        assert_eq!(s.train_speakers.len(), 3);
+        assert_eq!(s.unseen_speakers.len(), 2);
+        for name in &s.unseen_speakers {
+            assert!(!s.train_speakers.contains(name));
+        }
+        // Every utterance lands in exactly one list.
+        let mut all: Vec<&PathBuf> =
+            s.train.iter().chain(&s.eval).chain(&s.unseen).map(|u| &u.path).collect();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 41);
+        // 2 of 10 per training speaker go to evaluation (none of a one-file speaker).
+        for (label, name) in s.train_speakers.iter().enumerate() {
+            let n_eval = s.eval.iter().filter(|u| u.speaker == label).count();
+            assert_eq!(n_eval, if name == "e" { 0 } else { 2 }, "{name}");
+        }
+        // Seeded: same seed, same split; another seed, another one.
+        assert_eq!(c.split(&cfg).unwrap(), s);
+        let other = c.split(&SplitConfig { seed: 8, ..cfg }).unwrap();
+        assert!(other.eval != s.eval || other.unseen_speakers != s.unseen_speakers);
+        // Too many held out.
+        let e = c.split(&SplitConfig { holdout_speakers: 4, ..cfg }).unwrap_err().to_string();
+        assert!(e.contains("fewer than 2 to train on"), "{e}");
+    }
+
+    #[test]
+    fn synth_speakers_are_distinct() {
+        let s = synth_speakers(&SpeakerSynthConfig::default());
+        assert_eq!(s.len(), 14);
+        for (i, a) in s.iter().enumerate() {
+            for b in &s[i + 1..] {
+                assert_ne!(a.voice.espeak_name(), b.voice.espeak_name());
+                assert_ne!((a.voice.pitch, a.voice.speed), (b.voice.pitch, b.voice.speed));
+            }
+        }
+        let mut texts = TEXTS.to_vec();
+        texts.sort();
+        texts.dedup();
+        assert_eq!(texts.len(), TEXTS.len(), "texts are distinct");
+    }
+}
