@@ -89,7 +89,11 @@ impl RecurrentCell for BasicRNNCell {
         zeros_like_rows(&self.w, batch)
     }
 
+    fn project_input(&self, input: &Tensor) -> Tensor {
+        self.w.project_input_with_hidden_bias(input)
+    }
+
     fn step_projected(&self, gi: &Tensor, h: &Tensor) -> Tensor {
-        self.nonlinearity.apply(self.w.project_hidden(h) + gi)
+        self.nonlinearity.apply(self.w.recur(gi, h))
     }
 }

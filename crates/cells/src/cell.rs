@@ -32,7 +32,15 @@ pub trait RecurrentCell {
     /// The zero state for a batch of `batch`, on the weights' device and dtype.
     fn zero_state(&self, batch: i64) -> Self::State;
 
-    /// One step from a projected input `gi = x W_ih^T + b_ih` `[B, G*H]`.
+    /// The input's share of the pre-activations for every step at once,
+    /// `[.., I] -> [.., G*H]`: `x W_ih^T + b_ih` by default; cells may fold
+    /// more in (the LSTM and RNN cells add `b_hh` here).
+    fn project_input(&self, input: &Tensor) -> Tensor {
+        self.weights().project_input(input)
+    }
+
+    /// One step from a projected input `gi` (what [`Self::project_input`]
+    /// gave for this step, `[B, G*H]`).
     fn step_projected(&self, gi: &Tensor, state: &Self::State) -> Self::State;
 
     fn input_size(&self) -> i64 {
@@ -45,7 +53,7 @@ pub trait RecurrentCell {
 
     /// One step from a raw input `[B, I]`.
     fn step(&self, input: &Tensor, state: &Self::State) -> Self::State {
-        self.step_projected(&self.weights().project_input(input), state)
+        self.step_projected(&self.project_input(input), state)
     }
 
     /// The coursework's `forward(input, hx=None)`: one step, zeros when no
@@ -62,10 +70,10 @@ pub trait RecurrentCell {
     fn seq(&self, input: &Tensor, state: Option<Self::State>) -> (Tensor, Self::State) {
         let (batch, steps) = (input.size()[0], input.size()[1]);
         let mut state = state.unwrap_or_else(|| self.zero_state(batch));
-        let gi = self.weights().project_input(input); // [B, T, G*H]
+        let gi = self.project_input(input); // [B, T, G*H], one product for all steps
         let mut outputs = Vec::with_capacity(steps as usize);
-        for t in 0..steps {
-            state = self.step_projected(&gi.select(1, t), &state);
+        for gi_t in gi.unbind(1) {
+            state = self.step_projected(&gi_t, &state);
             outputs.push(state.output().shallow_clone());
         }
         (Tensor::stack(&outputs, 1), state)

@@ -81,13 +81,16 @@ impl RecurrentCell for GRUCell {
         zeros_like_rows(&self.w, batch)
     }
 
+    /// The fast path: one product for the hidden side, one sigmoid over r and
+    /// z, `n = tanh(gi_n + r ⊙ gh_n)` as one `addcmul`, and
+    /// `h' = n + z ⊙ (h − n)` as one `lerp`.
     fn step_projected(&self, gi: &Tensor, h: &Tensor) -> Tensor {
-        let gi = gi.chunk(3, 1);
-        let gh = self.w.project_hidden(h).chunk(3, 1);
-        let r = (&gi[0] + &gh[0]).sigmoid();
-        let z = (&gi[1] + &gh[1]).sigmoid();
-        let n = (&gi[2] + r * &gh[2]).tanh();
-        // (1 - z) n + z h, written as libtorch does: one product fewer.
-        (h - &n) * z + n
+        let hs = self.w.hidden_size();
+        let gh = self.w.project_hidden(h); // [B, 3H]
+        let gi = gi.split_with_sizes([2 * hs, hs], 1);
+        let gh = gh.split_with_sizes([2 * hs, hs], 1);
+        let rz = (&gi[0] + &gh[0]).sigmoid().chunk(2, 1);
+        let n = gi[1].addcmul(&rz[0], &gh[1]).tanh();
+        n.lerp_tensor(h, &rz[1])
     }
 }

@@ -113,11 +113,19 @@ impl RecurrentCell for LSTMCell {
         LstmState { h: z.shallow_clone(), c: z }
     }
 
+    fn project_input(&self, input: &Tensor) -> Tensor {
+        self.w.project_input_with_hidden_bias(input)
+    }
+
+    /// The fast path: one `addmm` for all four gates, one sigmoid over them
+    /// (the g rows' sigmoid is unused), then `c' = f c + i g`, `h' = o tanh(c')`.
     fn step_projected(&self, gi: &Tensor, state: &LstmState) -> LstmState {
-        let gates = self.w.project_hidden(&state.h) + gi; // [B, 4H]
-        let g = gates.chunk(4, 1);
-        let c = g[1].sigmoid() * &state.c + g[0].sigmoid() * g[2].tanh();
-        let h = g[3].sigmoid() * c.tanh();
+        let h = self.w.hidden_size();
+        let gates = self.w.recur(gi, &state.h); // [B, 4H]
+        let sig = gates.sigmoid().chunk(4, 1);
+        let g = gates.narrow(1, 2 * h, h).tanh();
+        let c = (&sig[1] * &state.c).addcmul(&sig[0], &g);
+        let h = &sig[3] * c.tanh();
         LstmState { h, c }
     }
 }

@@ -107,6 +107,21 @@ impl CellWeights {
         input.linear(&self.weight_ih, self.bias_ih.as_ref())
     }
 
+    /// `x W_ih^T + b_ih + b_hh`: both biases folded into the input projection,
+    /// for cells whose hidden projection is only ever added (LSTM, RNN). The
+    /// time loop then needs one fused multiply-add per step ([`Self::recur`]).
+    pub fn project_input_with_hidden_bias(&self, input: &Tensor) -> Tensor {
+        match (&self.bias_ih, &self.bias_hh) {
+            (Some(b_ih), Some(b_hh)) => input.linear(&self.weight_ih, Some(b_ih + b_hh)),
+            _ => input.linear::<Tensor>(&self.weight_ih, None),
+        }
+    }
+
+    /// `gi + h W_hh^T` in one `addmm`: `[B, G*H]`.
+    pub fn recur(&self, gi: &Tensor, hidden: &Tensor) -> Tensor {
+        gi.addmm(hidden, &self.weight_hh.tr())
+    }
+
     /// `h W_hh^T + b_hh`: `[B, H] -> [B, G*H]`.
     pub fn project_hidden(&self, hidden: &Tensor) -> Tensor {
         hidden.linear(&self.weight_hh, self.bias_hh.as_ref())
