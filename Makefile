@@ -35,3 +35,25 @@ data: build
 ## Every test: formatting, clippy, then the whole workspace.
 test: lint
 	$(CARGO) test $(PROFILE) --workspace
+
+## makemore part 5: the WaveNet-style hierarchical MLP on names (notes/README-wavenet.md).
+## `wavenet` trains the lecture's recipe (200,000 steps), `wavenet-tuned` the tuned one.
+WAVENET_BENCH_STEPS ?= 5000
+WAVENET_THREADS ?= 1
+PYTHON ?= .venv/bin/python
+.PHONY: wavenet wavenet-tuned bench-wavenet plots
+wavenet: build
+	$(RNNLAB) --device $(DEVICE) train --model wavenet
+
+wavenet-tuned: build
+	$(RNNLAB) --device $(DEVICE) train --model wavenet --recipe tuned
+
+## Time per step, the lecture's Python on PyTorch against rnnlab, both on the CPU with
+## WAVENET_THREADS threads, measured in one run; prints both and the ratio.
+bench-wavenet: build
+	$(PYTHON) scripts/wavenet_reference.py --bench $(WAVENET_BENCH_STEPS) --rust $(RNNLAB) \
+		--threads $(WAVENET_THREADS) --rust-threads $(WAVENET_THREADS)
+
+## The figures of every run under results/ (PNG beside each run's metrics.csv).
+plots: build
+	$(RNNLAB) plots

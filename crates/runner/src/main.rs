@@ -8,9 +8,11 @@ mod data_cmd;
 mod device;
 mod info;
 mod mfcc_cmd;
+mod plots;
 #[allow(dead_code)] // the train commands use it as they land
 mod run_dir;
 mod train;
+mod wavenet;
 
 use clap::{Parser, Subcommand};
 use device::DeviceArg;
@@ -32,6 +34,10 @@ enum Command {
     Info,
     /// Train a model; writes metrics.csv, config.json, summary.json, checkpoints.
     Train(train::TrainArgs),
+    /// Sample new names from a trained wavenet run (evaluation-mode BatchNorm).
+    Sample(wavenet::SampleArgs),
+    /// Draw the figures of every run under results/ (PNG files in each run folder).
+    Plots(plots::PlotsArgs),
     /// MFCCs of a WAV file as CSV (librosa's settings; one frame a line, no header).
     Mfcc(mfcc_cmd::MfccArgs),
     /// Get Speech Commands: download the real archive or synthesise one with espeak-ng.
@@ -46,6 +52,8 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Info => info::run(device),
         Command::Train(args) => train::run(&args, device),
+        Command::Sample(args) => wavenet::sample(&args, device),
+        Command::Plots(args) => plots::run(&args),
         Command::Mfcc(args) => mfcc_cmd::run(&args),
         Command::Data(args) => data_cmd::run(&args),
         Command::Bench(args) => bench::run(&args),

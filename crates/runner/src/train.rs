@@ -57,8 +57,20 @@ pub struct TrainArgs {
     /// Stacked recurrent layers.
     #[arg(long)]
     pub layers: Option<i64>,
+    /// Embedding size per character (wavenet: 24).
+    #[arg(long, allow_negative_numbers = true)]
+    pub embd: Option<i64>,
+    /// Optimisation recipe (wavenet): `lecture` (default) or `tuned`.
+    #[arg(long, value_enum)]
+    pub recipe: Option<crate::wavenet::Recipe>,
+    /// Intra-op CPU threads (default: the model's choice).
+    #[arg(long)]
+    pub threads: Option<i32>,
 }
 
 pub fn run(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
-    anyhow::bail!("training {:?} on {device:?} is not available yet", args.model)
+    match args.model {
+        ModelKind::Wavenet => crate::wavenet::train(args, device),
+        _ => anyhow::bail!("training {:?} on {device:?} is not available yet", args.model),
+    }
 }
