@@ -7,7 +7,7 @@ PROFILE := --release
 RNNLAB := target/release/rnnlab
 DEVICE ?= auto
 
-.PHONY: setup build run info test lint data
+.PHONY: setup build run train bench-rnn info test lint data
 
 setup:
 	@./scripts/setup.sh
@@ -15,8 +15,27 @@ setup:
 build: setup
 	$(CARGO) build $(PROFILE) -p runner
 
-## The main job.
-run: info
+## The main job: train MODEL (gru, lstm, rnn_tanh, rnn_relu, bigru, bilstm) on the
+## synthetic set (made on first use) or DATA_DIR; ARGS adds any `rnnlab train` flag.
+MODEL ?= gru
+ENGINE ?= custom
+ARGS ?=
+TRAIN_MODEL = $(patsubst bi%,%,$(MODEL))
+TRAIN_BIDIR = $(if $(filter bi%,$(MODEL)),--bidir,)
+run: train
+
+train: build
+	$(RNNLAB) --device $(DEVICE) train --model $(TRAIN_MODEL) $(TRAIN_BIDIR) --engine $(ENGINE) \
+		$(if $(DATA_DIR),--data-dir $(DATA_DIR),) $(ARGS)
+
+## Speed of a training step, Rust against the notebook's Python and nn.LSTM/nn.GRU,
+## measured in one run (JSON in results/bench/).
+BENCH_STEPS ?= 50
+bench-rnn: build
+	mkdir -p results/bench
+	$(RNNLAB) --device $(DEVICE) bench rnn --steps $(BENCH_STEPS) > results/bench/rust.json
+	.venv/bin/python scripts/bench_pytorch.py --steps $(BENCH_STEPS) > results/bench/pytorch.json
+	python3 scripts/compare_bench.py results/bench/rust.json results/bench/pytorch.json
 
 info: build
 	$(RNNLAB) --device $(DEVICE) info

@@ -23,6 +23,8 @@ pub struct BenchArgs {
 pub enum BenchTarget {
     /// MFCC extraction: one clip on one thread, then a whole dataset in parallel.
     Mfcc(MfccBenchArgs),
+    /// Training steps of the coursework's RNN models: every mode, engine, direction.
+    Rnn(crate::bench_rnn::RnnBenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -35,9 +37,10 @@ pub struct MfccBenchArgs {
     pub root: PathBuf,
 }
 
-pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+pub fn run(args: &BenchArgs, device: tch::Device) -> anyhow::Result<()> {
     match &args.target {
         BenchTarget::Mfcc(a) => mfcc(a),
+        BenchTarget::Rnn(a) => crate::bench_rnn::run(a, device),
     }
 }
 

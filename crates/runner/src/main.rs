@@ -4,14 +4,15 @@
 //! here for every command.
 
 mod bench;
+mod bench_rnn;
 mod data_cmd;
 mod device;
 mod info;
 mod mfcc_cmd;
 mod plots;
-#[allow(dead_code)] // the train commands use it as they land
 mod run_dir;
 mod train;
+mod train_rnn;
 mod wavenet;
 
 use clap::{Parser, Subcommand};
@@ -34,6 +35,8 @@ enum Command {
     Info,
     /// Train a model; writes metrics.csv, config.json, summary.json, checkpoints.
     Train(train::TrainArgs),
+    /// Re-score a recurrent classifier's checkpoint on a split.
+    Eval(train_rnn::EvalArgs),
     /// Sample new names from a trained wavenet run (evaluation-mode BatchNorm).
     Sample(wavenet::SampleArgs),
     /// Draw the figures of every run under results/ (PNG files in each run folder).
@@ -52,10 +55,11 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Info => info::run(device),
         Command::Train(args) => train::run(&args, device),
+        Command::Eval(args) => train_rnn::eval(&args, device),
         Command::Sample(args) => wavenet::sample(&args, device),
         Command::Plots(args) => plots::run(&args),
         Command::Mfcc(args) => mfcc_cmd::run(&args),
         Command::Data(args) => data_cmd::run(&args),
-        Command::Bench(args) => bench::run(&args),
+        Command::Bench(args) => bench::run(&args, device),
     }
 }

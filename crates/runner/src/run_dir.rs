@@ -83,6 +83,23 @@ impl RunDir {
     }
 }
 
+impl RunDir {
+    /// Saves named tensors (e.g. optimiser moments) as `<name>.safetensors`, atomically.
+    pub fn save_tensors(&self, name: &str, tensors: &[(String, tch::Tensor)]) -> anyhow::Result<()> {
+        let target = self.file(&format!("{name}.safetensors"));
+        let tmp = self.file(&format!(".{name}.tmp.safetensors"));
+        tch::Tensor::write_safetensors(tensors, &tmp)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        fs::rename(&tmp, &target).with_context(|| format!("writing {}", target.display()))
+    }
+
+    /// Reads what [`RunDir::save_tensors`] wrote.
+    pub fn read_tensors(&self, name: &str) -> anyhow::Result<Vec<(String, tch::Tensor)>> {
+        let path = self.file(&format!("{name}.safetensors"));
+        tch::Tensor::read_safetensors(&path).with_context(|| format!("reading {}", path.display()))
+    }
+}
+
 /// `metrics.csv`: a header, then one row per log, flushed as written so a
 /// crash keeps every finished row.
 pub struct MetricsCsv {

@@ -51,6 +51,19 @@ pub struct TrainArgs {
     /// Optimisation steps (models trained by steps, e.g. wavenet).
     #[arg(long)]
     pub steps: Option<usize>,
+    /// Recurrent classifiers: also run a reverse stack (`make train MODEL=bigru`).
+    #[arg(long)]
+    pub bidir: bool,
+    /// Recurrent classifiers: hand-written cells or libtorch's fused kernels.
+    #[arg(long, value_enum, default_value_t = crate::train_rnn::EngineArg::Custom)]
+    pub engine: crate::train_rnn::EngineArg,
+    /// Recurrent classifiers: score validation and test every N steps.
+    #[arg(long)]
+    pub valid_every: Option<usize>,
+    /// Recurrent classifiers: the notebook's exact settings (raw int16 scale,
+    /// hidden 32, 2 layers, lr 0.01, batch 100, 5 epochs, validation every 20 steps).
+    #[arg(long)]
+    pub coursework: bool,
     /// Hidden size.
     #[arg(long)]
     pub hidden: Option<i64>,
@@ -71,6 +84,9 @@ pub struct TrainArgs {
 pub fn run(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
     match args.model {
         ModelKind::Wavenet => crate::wavenet::train(args, device),
-        _ => anyhow::bail!("training {:?} on {device:?} is not available yet", args.model),
+        ModelKind::RnnTanh | ModelKind::RnnRelu | ModelKind::Lstm | ModelKind::Gru => {
+            crate::train_rnn::train(args, device)
+        }
+        ModelKind::Speaker => anyhow::bail!("training {:?} on {device:?} is not available yet", args.model),
     }
 }

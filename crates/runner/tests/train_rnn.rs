@@ -1,0 +1,159 @@
+//! `rnnlab train` for the recurrent classifiers, end to end on a tiny
+//! synthetic Speech Commands set: files written, determinism, exact resume,
+//! checkpoints that `eval` re-scores, and clear errors for bad arguments.
+//! Needs espeak-ng (`make setup` installs it).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+const RNNLAB: &str = env!("CARGO_BIN_EXE_rnnlab");
+
+/// A scratch folder holding a tiny data set, made once for every test here.
+fn workspace() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("rnnlab-train-rnn-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = rnnlab(&dir, &["data", "synth", "--out", "speech", "--per-class", "30", "--seed", "1"]);
+        assert!(out.status.success(), "synth: {}", String::from_utf8_lossy(&out.stderr));
+        dir
+    })
+}
+
+/// Runs rnnlab in `dir` (so the feature cache stays in the scratch folder).
+fn rnnlab(dir: &Path, args: &[&str]) -> Output {
+    Command::new(RNNLAB)
+        .args(["--device", "cpu"])
+        .args(args)
+        .current_dir(dir)
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .expect("running rnnlab")
+}
+
+fn train(dir: &Path, extra: &[&str]) -> Output {
+    train_model(dir, "gru", extra)
+}
+
+fn train_model(dir: &Path, model: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "train", "--model", model, "--data-dir", "speech", "--hidden", "8", "--batch-size", "16",
+        "--valid-every", "2", "--seed", "7",
+    ];
+    args.extend_from_slice(extra);
+    rnnlab(dir, &args)
+}
+
+fn ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "rnnlab failed:\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// metrics.csv without its wall-clock column.
+fn metrics(run: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    text.lines().map(|l| l.rsplit_once(',').unwrap().0.to_owned()).collect()
+}
+
+fn summary(run: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn writes_run_files_and_is_deterministic_on_cpu() {
+    let dir = workspace();
+    ok(&train(dir, &["--epochs", "2", "--out", "a"]));
+    ok(&train(dir, &["--epochs", "2", "--out", "b"]));
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    for f in ["metrics.csv", "config.json", "summary.json", "best.safetensors", "last.safetensors"] {
+        assert!(a.join(f).is_file(), "missing {f}");
+    }
+    let m = metrics(&a);
+    assert_eq!(m[0], "step,epoch,loss,lr,valid_acc,test_acc");
+    let s = summary(&a);
+    assert_eq!(m.len() - 1, s["steps"].as_u64().unwrap() as usize);
+    for key in ["best_valid_accuracy", "test_accuracy", "epochs", "steps", "train_seconds", "device", "model"] {
+        assert!(!s[key].is_null(), "summary lacks {key}: {s}");
+    }
+    assert_eq!(m, metrics(&b), "same seed, different metrics");
+}
+
+#[test]
+fn resume_continues_exactly() {
+    let dir = workspace();
+    ok(&train(dir, &["--epochs", "3", "--out", "full"]));
+    ok(&train(dir, &["--epochs", "1", "--out", "part"]));
+    let out = rnnlab(dir, &["train", "--model", "gru", "--resume", "part", "--epochs", "3"]);
+    ok(&out);
+    assert_eq!(metrics(&dir.join("full")), metrics(&dir.join("part")));
+    assert_eq!(summary(&dir.join("full"))["test_accuracy"], summary(&dir.join("part"))["test_accuracy"]);
+    // A finished run has nothing to resume.
+    let out = rnnlab(dir, &["train", "--model", "gru", "--resume", "part"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to resume"));
+}
+
+#[test]
+fn checkpoints_have_pytorch_names_and_eval_rescores_them() {
+    let dir = workspace();
+    ok(&train(dir, &["--epochs", "2", "--bidir", "--layers", "2", "--out", "bi"]));
+    let run = dir.join("bi");
+    let mut names: Vec<String> = tch::Tensor::read_safetensors(run.join("best.safetensors"))
+        .unwrap()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 2 * 2 * 4 + 2);
+    assert!(names.contains(&"rnn_cell_list_rev.1.weight_hh".to_owned()), "{names:?}");
+    assert!(names.contains(&"fc.weight".to_owned()));
+    let out = rnnlab(dir, &["eval", "--run", "bi", "--split", "test"]);
+    ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let acc: f64 = text.trim().rsplit(' ').next().unwrap().parse().unwrap();
+    let expected = summary(&run)["test_accuracy"].as_f64().unwrap();
+    assert!((acc - expected).abs() < 1e-6, "eval says {acc}, training said {expected}");
+}
+
+#[test]
+fn engines_train_identically() {
+    let dir = workspace();
+    ok(&train_model(dir, "lstm", &["--epochs", "1", "--engine", "custom", "--out", "ec"]));
+    ok(&train_model(dir, "lstm", &["--epochs", "1", "--engine", "fused", "--out", "ef"]));
+    let (c, f) = (metrics(&dir.join("ec")), metrics(&dir.join("ef")));
+    // Losses agree to the printed precision for the first steps (f32 rounding
+    // may differ in the last digit later on).
+    let loss = |m: &[String], i: usize| -> f64 { m[i].split(',').nth(2).unwrap().parse().unwrap() };
+    for i in 1..c.len().min(4) {
+        assert!((loss(&c, i) - loss(&f, i)).abs() < 1e-4, "step {i}: {} vs {}", c[i], f[i]);
+    }
+}
+
+#[test]
+fn bad_arguments_give_clear_errors() {
+    let dir = workspace();
+    let cases: [(&[&str], &str); 5] = [
+        (&["--hidden", "0"], "--hidden must be positive"),
+        (&["--lr=-1"], "--lr must be a positive number"),
+        (&["--data-dir", "no/such/folder"], "no/such/folder"),
+        (&["--resume", "speech"], "no config.json"),
+        (&["--epochs", "0"], "--epochs must be positive"),
+    ];
+    for (extra, message) in cases {
+        let mut args = vec!["train", "--model", "gru", "--data-dir", "speech"];
+        args.extend_from_slice(extra);
+        let out = rnnlab(dir, &args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{extra:?} succeeded");
+        assert!(stderr.contains(message), "{extra:?}: expected {message:?} in {stderr}");
+        assert!(!stderr.contains("panicked"), "{extra:?} panicked: {stderr}");
+    }
+    let out = train_model(dir, "tpu", &[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tpu"));
+}

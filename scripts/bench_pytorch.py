@@ -1,0 +1,171 @@
+"""PyTorch reference timings for `make bench-rnn`.
+
+Times one training step (forward, backward, Adam) of the coursework's
+configuration -- batch 100, 32 steps of 20 MFCCs, hidden 32, 2 layers,
+3 classes -- for
+  * the notebook's own Python: hand-written cells whose gates are separate
+    methods (`input_gate`, `forget_gate`, ... / `reset_gate`, `update_gate`,
+    `update_component`), stacked by `RNNModel`'s time-major loop, and
+  * PyTorch's fused `nn.LSTM` / `nn.GRU` with a linear head,
+and prints JSON in the shape `rnnlab bench rnn` prints.
+
+    .venv/bin/python scripts/bench_pytorch.py --steps 50
+"""
+import argparse
+import json
+import math
+import time
+
+import torch
+from torch import nn
+
+B, T, I, H, L, C = 100, 32, 20, 32, 2, 3
+
+
+class LSTMCell(nn.Module):
+    """The coursework's LSTM cell: one method per gate."""
+
+    def __init__(self, input_size, hidden_size, bias=True):
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.x2h = nn.Linear(input_size, 4 * hidden_size, bias=bias)
+        self.h2h = nn.Linear(hidden_size, 4 * hidden_size, bias=bias)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        std = 1.0 / math.sqrt(self.hidden_size)
+        for w in self.parameters():
+            w.data.uniform_(-std, std)
+
+    def _gate(self, k, x, h):
+        H = self.hidden_size
+        wx, wh = self.x2h.weight[k * H:(k + 1) * H], self.h2h.weight[k * H:(k + 1) * H]
+        bx = None if self.x2h.bias is None else self.x2h.bias[k * H:(k + 1) * H]
+        bh = None if self.h2h.bias is None else self.h2h.bias[k * H:(k + 1) * H]
+        return nn.functional.linear(x, wx, bx) + nn.functional.linear(h, wh, bh)
+
+    def input_gate(self, x, h):
+        return torch.sigmoid(self._gate(0, x, h))
+
+    def forget_gate(self, x, h):
+        return torch.sigmoid(self._gate(1, x, h))
+
+    def cell_memory_gate(self, x, h):
+        return torch.tanh(self._gate(2, x, h))
+
+    def out_gate(self, x, h):
+        return torch.sigmoid(self._gate(3, x, h))
+
+    def forward(self, input, hx=None):
+        if hx is None:
+            z = input.new_zeros(input.size(0), self.hidden_size)
+            hx = (z, z)
+        h, c = hx
+        i = self.input_gate(input, h)
+        f = self.forget_gate(input, h)
+        g = self.cell_memory_gate(input, h)
+        o = self.out_gate(input, h)
+        c = f * c + i * g
+        return (o * torch.tanh(c), c)
+
+
+class GRUCell(LSTMCell):
+    """The coursework's GRU cell: reset_gate, update_gate, update_component."""
+
+    def __init__(self, input_size, hidden_size, bias=True):
+        nn.Module.__init__(self)
+        self.hidden_size = hidden_size
+        self.x2h = nn.Linear(input_size, 3 * hidden_size, bias=bias)
+        self.h2h = nn.Linear(hidden_size, 3 * hidden_size, bias=bias)
+        self.reset_parameters()
+
+    def reset_gate(self, x, h):
+        return torch.sigmoid(self._gate(0, x, h))
+
+    def update_gate(self, x, h):
+        return torch.sigmoid(self._gate(1, x, h))
+
+    def update_component(self, x, h, r):
+        H = self.hidden_size
+        xn = nn.functional.linear(x, self.x2h.weight[2 * H:], self.x2h.bias[2 * H:])
+        hn = nn.functional.linear(h, self.h2h.weight[2 * H:], self.h2h.bias[2 * H:])
+        return torch.tanh(xn + r * hn)
+
+    def forward(self, input, hx=None):
+        if hx is None:
+            hx = input.new_zeros(input.size(0), self.hidden_size)
+        r = self.reset_gate(input, hx)
+        z = self.update_gate(input, hx)
+        n = self.update_component(input, hx, r)
+        return (1 - z) * n + z * hx
+
+
+class RNNModel(nn.Module):
+    """The notebook's RNNModel: time steps outside, layers inside."""
+
+    def __init__(self, mode, input_size, hidden_size, num_layers, bias, output_size):
+        super().__init__()
+        cell = {"LSTM": LSTMCell, "GRU": GRUCell}[mode]
+        self.mode, self.num_layers, self.hidden_size = mode, num_layers, hidden_size
+        self.rnn_cell_list = nn.ModuleList(
+            [cell(input_size if k == 0 else hidden_size, hidden_size, bias) for k in range(num_layers)])
+        self.fc = nn.Linear(hidden_size, output_size)
+
+    def forward(self, input):
+        z = input.new_zeros(input.size(0), self.hidden_size)
+        hidden = [(z, z) if self.mode == "LSTM" else z for _ in range(self.num_layers)]
+        for t in range(input.size(1)):
+            for layer in range(self.num_layers):
+                below = input[:, t, :] if layer == 0 else (
+                    hidden[layer - 1][0] if self.mode == "LSTM" else hidden[layer - 1])
+                hidden[layer] = self.rnn_cell_list[layer](below, hidden[layer])
+            out = hidden[-1][0] if self.mode == "LSTM" else hidden[-1]
+        return self.fc(out)
+
+
+class Fused(nn.Module):
+    """`nn.LSTM` / `nn.GRU` (batch_first) and a linear head on the last step."""
+
+    def __init__(self, mode):
+        super().__init__()
+        self.rnn = {"LSTM": nn.LSTM, "GRU": nn.GRU}[mode](I, H, L, batch_first=True)
+        self.fc = nn.Linear(H, C)
+
+    def forward(self, x):
+        return self.fc(self.rnn(x)[0][:, -1])
+
+
+def seconds_per_step(model, steps, warmup):
+    torch.manual_seed(0)
+    x, y = torch.randn(B, T, I), torch.randint(0, C, (B,))
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+
+    def step():
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    for _ in range(warmup):
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - start) / steps
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--warmup", type=int, default=5)
+    a = ap.parse_args()
+    rows = []
+    for mode in ["LSTM", "GRU"]:
+        for name, model in [("notebook", RNNModel(mode, I, H, L, True, C)), ("nn", Fused(mode))]:
+            s = seconds_per_step(model, a.steps, a.warmup)
+            print(f"pytorch {name:<8} {mode}: {s * 1e3:.2f} ms/step", flush=True, file=__import__("sys").stderr)
+            rows.append({"mode": mode, "implementation": name, "seconds_per_step": s})
+    print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "results": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
