@@ -11,6 +11,7 @@
 //! [`common::Metrics`] to read `metrics.csv`.
 
 pub mod common;
+mod rnn;
 mod wavenet;
 
 use anyhow::Context;
@@ -80,6 +81,7 @@ pub fn find_runs(results: &Path) -> anyhow::Result<Vec<Run>> {
 fn plot_run(run: &Run) -> anyhow::Result<Vec<PathBuf>> {
     match run.model.as_str() {
         "wavenet" => wavenet::plot_run(run),
+        m if rnn::MODELS.contains(&m) => rnn::plot_run(run),
         other => {
             println!("{}: no figures for model {other:?} yet", run.dir.display());
             Ok(Vec::new())
@@ -92,8 +94,8 @@ pub fn run(args: &PlotsArgs) -> anyhow::Result<()> {
     let runs = find_runs(&args.results)?;
     if runs.is_empty() {
         println!(
-            "no runs under {}: train one first, e.g. `rnnlab train --model wavenet` \
-             (or `make wavenet`), then run `rnnlab plots` again",
+            "no runs under {}: train one first, e.g. `make train` (GRU on speech) or \
+             `make wavenet`, then run `rnnlab plots` again",
             args.results.display()
         );
         return Ok(());
@@ -110,6 +112,7 @@ pub fn run(args: &PlotsArgs) -> anyhow::Result<()> {
         }
     }
     written.extend(wavenet::compare(&runs, &args.results)?);
+    written.extend(rnn::compare(&runs, &args.results)?);
     for file in &written {
         println!("wrote {}", file.display());
     }
