@@ -1,6 +1,7 @@
-# rnnlab: the two commands a fresh clone needs are `make run` and `make test`.
+# rnnlab: the two commands a fresh clone needs are `make train` and `make test`.
 # Every target sets up first (idempotent): .venv with torch 2.11.0 unless LIBTORCH
-# is set; TORCH_INDEX_URL names another pip index (e.g. a CPU-only wheel).
+# is set (TORCH_INDEX_URL names another pip index, e.g. a CPU-only wheel), espeak-ng
+# when missing, then the release build of rnnlab.
 
 CARGO ?= cargo
 PROFILE := --release
@@ -11,9 +12,9 @@ DEVICE ?= auto
 
 setup:
 	@./scripts/setup.sh
+	$(CARGO) build $(PROFILE) -p runner
 
 build: setup
-	$(CARGO) build $(PROFILE) -p runner
 
 ## The main job: train MODEL (gru, lstm, rnn_tanh, rnn_relu, bigru, bilstm) on the
 ## synthetic set (made on first use) or DATA_DIR; ARGS adds any `rnnlab train` flag.
