@@ -223,7 +223,7 @@ pub struct SpeakerSplit {
 
 /// The default synthetic speakers: (base voice, variant, pitch 0-99, speed wpm), each
 /// a different voice, variant, pitch and speed.
-pub const SPEAKER_VOICES: [(&str, &str, u32, u32); 14] = [
+pub const SPEAKER_VOICES: [(&str, &str, u32, u32); 20] = [
     ("en-us", "m1", 45, 170),
     ("en-gb", "f2", 70, 150),
     ("en-gb-scotland", "m3", 30, 160),
@@ -238,6 +238,12 @@ pub const SPEAKER_VOICES: [(&str, &str, u32, u32); 14] = [
     ("en-029", "m2", 35, 135),
     ("en-us-nyc", "m4", 65, 155),
     ("en-gb-x-rp", "f1", 40, 180),
+    ("en-gb-x-gbcwmd", "m8", 15, 170),
+    ("en-us", "f3", 90, 150),
+    ("en-gb", "m6", 25, 195),
+    ("en-029", "Alicia", 70, 170),
+    ("en-us-nyc", "Gene", 45, 140),
+    ("en-gb-x-gbclan", "f4", 60, 185),
 ];
 
 /// Words and short phrases the synthetic speakers say (each speaker a seeded sample).
@@ -367,10 +373,13 @@ pub const TEXTS: [&str; 120] = [
 /// What [`generate_speakers`] makes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SpeakerSynthConfig {
-    /// Speakers, the first of [`SPEAKER_VOICES`] (at most 14).
+    /// Speakers, the first of [`SPEAKER_VOICES`] (at most 20).
     pub speakers: usize,
-    /// Utterances per speaker (at most the 120 texts; each text once per speaker).
+    /// Utterances per speaker (1 to 1000).
     pub utterances: usize,
+    /// Words per utterance at least: texts are joined until there are this many, so
+    /// that an utterance fills most of the 1.5 s window with speech.
+    pub min_words: usize,
     /// Seed of the text choice, gain and noise.
     pub seed: u64,
     /// Signal-to-noise range of the added white noise, dB.
@@ -379,7 +388,7 @@ pub struct SpeakerSynthConfig {
 
 impl Default for SpeakerSynthConfig {
     fn default() -> Self {
-        Self { speakers: 14, utterances: 60, seed: 0, snr_db: (25.0, 40.0) }
+        Self { speakers: 20, utterances: 100, min_words: 6, seed: 0, snr_db: (25.0, 40.0) }
     }
 }
 
@@ -401,11 +410,25 @@ pub struct SpeakerSynthSummary {
 
 struct Job {
     rel: PathBuf,
-    text: &'static str,
+    text: String,
     voice: Voice,
     peak: f32,
     snr_db: f64,
     noise_seed: u64,
+}
+
+/// Distinct random [`TEXTS`] joined with ", " until they hold `min_words` words.
+pub fn utterance_text(rng: &mut impl Rng, min_words: usize) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    let mut words = 0;
+    while words < min_words.max(1) && parts.len() < TEXTS.len() {
+        let t = TEXTS[rng.gen_range(0..TEXTS.len())];
+        if !parts.contains(&t) {
+            parts.push(t);
+            words += t.split_whitespace().count();
+        }
+    }
+    parts.join(", ")
 }
 
 /// The synthetic speakers of `cfg`, folder names included (`s01_en-us+m1`).
@@ -422,7 +445,7 @@ pub fn synth_speakers(cfg: &SpeakerSynthConfig) -> Vec<SynthSpeaker> {
 }
 
 /// Writes a speaker corpus into `out` (`<speaker>/<nnnn>.wav`, 16 kHz 16-bit, plus
-/// `synth.json`). Each utterance is one text spoken by the speaker's fixed voice,
+/// `synth.json`). Each utterance is a few texts (words and short phrases) spoken by the speaker's fixed voice,
 /// trimmed of silence, scaled to a seeded peak and mixed with seeded white noise; the
 /// same seed gives identical files. The corpus is built in a temporary folder and
 /// renamed into place; an existing synthetic corpus is replaced, any other folder is
@@ -437,10 +460,10 @@ pub fn generate_speakers(out: &Path, cfg: &SpeakerSynthConfig) -> Result<Speaker
             format!("speakers must be in 2..={} (got {})", SPEAKER_VOICES.len(), cfg.speakers),
         ));
     }
-    if cfg.utterances == 0 || cfg.utterances > TEXTS.len() {
+    if cfg.utterances == 0 || cfg.utterances > 1000 {
         return Err(DataError::dataset(
             out,
-            format!("utterances must be in 1..={} (got {})", TEXTS.len(), cfg.utterances),
+            format!("utterances must be in 1..=1000 (got {})", cfg.utterances),
         ));
     }
     if out.exists() && !out.join("synth.json").is_file() {
@@ -461,9 +484,8 @@ pub fn generate_speakers(out: &Path, cfg: &SpeakerSynthConfig) -> Result<Speaker
     for s in &speakers {
         let d = tmp.join(&s.folder);
         std::fs::create_dir_all(&d).map_err(|e| DataError::io(&d, e))?;
-        let texts: Vec<&'static str> =
-            TEXTS.choose_multiple(&mut rng, cfg.utterances).copied().collect();
-        for (i, text) in texts.into_iter().enumerate() {
+        for i in 0..cfg.utterances {
+            let text = utterance_text(&mut rng, cfg.min_words);
             jobs.push(Job {
                 rel: PathBuf::from(&s.folder).join(format!("{i:04}.wav")),
                 text,
@@ -494,7 +516,7 @@ pub fn generate_speakers(out: &Path, cfg: &SpeakerSynthConfig) -> Result<Speaker
 }
 
 fn render(job: &Job, dir: &Path) -> Result<()> {
-    let speech = speak(job.text, &job.voice)?;
+    let speech = speak(&job.text, &job.voice)?;
     let voiced = trim_silence(&speech);
     let peak = voiced.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
     let gain = job.peak / peak;
@@ -603,13 +625,17 @@ mod tests {
     #[test]
     fn synth_speakers_are_distinct() {
         let s = synth_speakers(&SpeakerSynthConfig::default());
-        assert_eq!(s.len(), 14);
+        assert_eq!(s.len(), 20);
         for (i, a) in s.iter().enumerate() {
             for b in &s[i + 1..] {
                 assert_ne!(a.voice.espeak_name(), b.voice.espeak_name());
                 assert_ne!((a.voice.pitch, a.voice.speed), (b.voice.pitch, b.voice.speed));
             }
         }
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let t = utterance_text(&mut rng, 6);
+        let words = t.split_whitespace().count();
+        assert!((6..=6 + 4).contains(&words), "{t:?}");
         let mut texts = TEXTS.to_vec();
         texts.sort();
         texts.dedup();

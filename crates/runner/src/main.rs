@@ -11,6 +11,7 @@ mod info;
 mod mfcc_cmd;
 mod plots;
 mod run_dir;
+mod speaker;
 mod train;
 mod train_rnn;
 mod wavenet;

@@ -79,14 +79,23 @@ pub struct TrainArgs {
     /// Intra-op CPU threads (default: the model's choice).
     #[arg(long)]
     pub threads: Option<i32>,
+    /// Whole speakers kept out of training (speaker); their embeddings are clustered.
+    #[arg(long)]
+    pub holdout_speakers: Option<usize>,
+    /// Epochs between learning-rate decays, StepLR (speaker: 15).
+    #[arg(long)]
+    pub step_size: Option<usize>,
+    /// Learning-rate decay factor of StepLR (speaker: 0.5).
+    #[arg(long)]
+    pub gamma: Option<f64>,
 }
 
 pub fn run(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
     match args.model {
         ModelKind::Wavenet => crate::wavenet::train(args, device),
+        ModelKind::Speaker => crate::speaker::train(args, device),
         ModelKind::RnnTanh | ModelKind::RnnRelu | ModelKind::Lstm | ModelKind::Gru => {
             crate::train_rnn::train(args, device)
         }
-        ModelKind::Speaker => anyhow::bail!("training {:?} on {device:?} is not available yet", args.model),
     }
 }

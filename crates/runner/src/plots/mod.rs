@@ -12,6 +12,7 @@
 
 pub mod common;
 mod rnn;
+mod speaker;
 mod wavenet;
 
 use anyhow::Context;
@@ -82,6 +83,7 @@ fn plot_run(run: &Run) -> anyhow::Result<Vec<PathBuf>> {
     match run.model.as_str() {
         "wavenet" => wavenet::plot_run(run),
         m if rnn::MODELS.contains(&m) => rnn::plot_run(run),
+        "speaker" => speaker::plot_run(run),
         other => {
             println!("{}: no figures for model {other:?} yet", run.dir.display());
             Ok(Vec::new())
