@@ -21,9 +21,9 @@ static DEJAVU_SANS: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 /// Figure size in pixels.
 pub const SIZE: (u32, u32) = (1200, 750);
 
-/// Colours for successive series (matplotlib's tab10), so figures look
-/// like the coursework's.
-pub const COLOURS: [RGBColor; 10] = [
+/// Colours for successive series (matplotlib's tab10, so figures look like
+/// the coursework's), then a light grey ([`GREY`]).
+pub const COLOURS: [RGBColor; 11] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
@@ -34,7 +34,11 @@ pub const COLOURS: [RGBColor; 10] = [
     RGBColor(127, 127, 127),
     RGBColor(188, 189, 34),
     RGBColor(23, 190, 207),
+    RGBColor(205, 205, 205),
 ];
+
+/// Index of the light grey in [`COLOURS`], for raw data under a smoothed curve.
+pub const GREY: usize = 10;
 
 /// Registers the embedded DejaVu Sans as [`FONT`] (every style falls back to
 /// it). Idempotent.
@@ -184,6 +188,7 @@ impl LineChart {
         let mut chart = ChartBuilder::on(&root)
             .caption(&self.title, (FONT, 30))
             .margin(20)
+            .margin_right(50)
             .x_label_area_size(60)
             .y_label_area_size(90)
             .build_cartesian_2d(x0..x1, y0..y1)
@@ -264,30 +269,25 @@ pub struct LossCurve<'a> {
 }
 
 impl LossCurve<'_> {
+    /// Raw points drawn at most (a longer run shows every n-th step).
+    pub const MAX_RAW: usize = 4000;
+
     pub fn draw(self, path: &Path) -> anyhow::Result<()> {
         let smooth = row_average(self.raw, self.k);
         let mut chart = LineChart::new(self.title, "step", self.y_label);
         // the raw curve spans a much wider range than the trend: fit the axes
-        // to the smoothed curve and the extras, clipping raw outliers
+        // to the smoothed curve and the extras; raw excursions are clipped
         let mut fit: Vec<f64> = smooth.iter().map(|p| p.1).collect();
         fit.extend(self.extra.iter().flat_map(|s| s.points.iter().map(|p| p.1)));
-        if let Some(raw_lo) = self.raw.iter().map(|p| p.1).reduce(f64::min) {
-            fit.push(raw_lo.max(smooth.iter().map(|p| p.1).fold(f64::INFINITY, f64::min) - 0.1));
-        }
-        let (lo, hi) = padded(&fit, 0.08);
+        let (lo, hi) = padded(&fit, 0.25);
         chart.y_range = Some((lo, hi));
-        let raw = self.raw.iter().map(|&(x, y)| (x, y.clamp(lo, hi))).collect();
-        chart.series.push(Series {
-            label: "every step".into(),
-            points: raw,
-            colour: 0,
-            width: 1,
-            opacity: 0.15,
-        });
-        chart.series.push(Series {
-            width: 3,
-            ..Series::new(format!("mean of {} steps", self.k), smooth, 0)
-        });
+        let every = self.raw.len().div_ceil(Self::MAX_RAW).max(1);
+        let raw: Vec<(f64, f64)> = self.raw.iter().step_by(every).copied().collect();
+        let label = if every == 1 { "every step".to_owned() } else { format!("every {every}th step") };
+        // light grey, opaque: thousands of overlapping translucent segments
+        // would add up to a solid band
+        chart.series.push(Series { label, points: raw, colour: GREY, width: 1, opacity: 1.0 });
+        chart.series.push(Series { width: 3, ..Series::new(format!("mean of {} steps", self.k), smooth, 0) });
         chart.series.extend(self.extra);
         chart.draw(path)
     }
