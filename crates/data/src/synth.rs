@@ -244,7 +244,7 @@ impl Default for SynthConfig {
             validation_fraction: 0.1,
             test_fraction: 0.1,
             seed: 0,
-            snr_db: (10.0, 40.0),
+            snr_db: (15.0, 40.0),
             pitch: (20, 80),
             speed: (120, 210),
         }
