@@ -32,10 +32,13 @@ train: build
 ## Speed of a training step, Rust against the notebook's Python and nn.LSTM/nn.GRU,
 ## measured in one run (JSON in results/bench/).
 BENCH_STEPS ?= 50
+BENCH_THREADS ?= 1
 bench-rnn: build
 	mkdir -p results/bench
-	$(RNNLAB) --device $(DEVICE) bench rnn --steps $(BENCH_STEPS) > results/bench/rust.json
-	.venv/bin/python scripts/bench_pytorch.py --steps $(BENCH_STEPS) > results/bench/pytorch.json
+	$(RNNLAB) --device $(DEVICE) bench rnn --steps $(BENCH_STEPS) --threads $(BENCH_THREADS) \
+		> results/bench/rust.json
+	.venv/bin/python scripts/bench_pytorch.py --steps $(BENCH_STEPS) --threads $(BENCH_THREADS) \
+		> results/bench/pytorch.json
 	python3 scripts/compare_bench.py results/bench/rust.json results/bench/pytorch.json
 
 info: build

@@ -157,7 +157,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
     a = ap.parse_args()
+    torch.set_num_threads(a.threads)
     rows = []
     for mode in ["LSTM", "GRU"]:
         for name, model in [("notebook", RNNModel(mode, I, H, L, True, C)), ("nn", Fused(mode))]:

@@ -30,6 +30,9 @@ pub struct RnnBenchArgs {
     /// Stacked layers.
     #[arg(long, default_value_t = 2)]
     pub layers: i64,
+    /// Intra-op CPU threads (`scripts/bench_pytorch.py --threads` to match).
+    #[arg(long, default_value_t = 1)]
+    pub threads: i32,
 }
 
 /// Waits for queued GPU work, so a timer sees it finish.
@@ -69,6 +72,7 @@ fn seconds_per_step(
 }
 
 pub fn run(args: &RnnBenchArgs, device: Device) -> anyhow::Result<()> {
+    tch::set_num_threads(args.threads);
     let mut rows = Vec::new();
     for mode in [Mode::Lstm, Mode::Gru, Mode::RnnTanh, Mode::RnnRelu] {
         for bidir in [false, true] {

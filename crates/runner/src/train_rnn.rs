@@ -133,7 +133,10 @@ fn ensure_default_data(dir: &Path) -> anyhow::Result<()> {
     if dir != Path::new(DEFAULT_DATA_DIR) || SpeechCommands::resolve_root(dir).is_ok() {
         return Ok(());
     }
-    eprintln!("no data set in {}: synthesising one with espeak-ng (`rnnlab data synth`)", dir.display());
+    eprintln!(
+        "no data set in {}: synthesising one with espeak-ng (`rnnlab data synth`)",
+        dir.display()
+    );
     generate(dir, &SynthConfig::default()).context("making the synthetic data set")?;
     Ok(())
 }
@@ -154,7 +157,8 @@ fn load_splits(cfg: &mut RnnRunConfig, device: Device) -> anyhow::Result<Splits>
         Some(data::audio::ONE_SECOND),
     )?);
     let split = |s| SpeechCommands::with_cache(&cfg.data_dir, s, &cfg.classes, cache.clone());
-    let (train, valid, test) = (split(Split::Train)?, split(Split::Validation)?, split(Split::Test)?);
+    let (train, valid, test) =
+        (split(Split::Train)?, split(Split::Validation)?, split(Split::Test)?);
     for ds in [&train, &valid, &test] {
         ensure!(!ds.is_empty(), "{}: the {} split is empty", ds.dir().display(), ds.split());
     }
@@ -198,7 +202,11 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
             let state: LoopState = run.read_json("state.json")?;
             // `--resume DIR --epochs N` extends a finished run to N epochs.
             if let Some(epochs) = args.epochs {
-                ensure!(epochs >= state.epochs_done, "--epochs {epochs}: {} already done", state.epochs_done);
+                ensure!(
+                    epochs >= state.epochs_done,
+                    "--epochs {epochs}: {} already done",
+                    state.epochs_done
+                );
                 cfg.epochs = epochs;
             }
             if state.epochs_done >= cfg.epochs {
@@ -215,6 +223,12 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
     let mut splits = load_splits(&mut cfg, device)?;
     run.write_json("config.json", &cfg)?;
 
+    // One intra-op thread by default: the matrices are small (batch x 4H at
+    // most 100 x 512), and a second OpenMP thread costs more in hand-off (and,
+    // on a busy machine, in spinning) than it saves. `--threads` overrides.
+    if device == Device::Cpu {
+        tch::set_num_threads(args.threads.unwrap_or(1));
+    }
     tch::manual_seed(cfg.seed as i64);
     let mut vs = nn::VarStore::new(device);
     let model = classifier(&vs.root(), cfg.rnn, cfg.bidirectional, cfg.engine);
@@ -223,8 +237,9 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
     if args.resume.is_some() {
         run.load_checkpoint(&mut vs, "last")?;
         let moments = run.read_tensors("last.optim")?;
-        opt.load_state(&moments, st.step as i64)
-            .map_err(|k| anyhow::anyhow!("{}: no {k}", run.file("last.optim.safetensors").display()))?;
+        opt.load_state(&moments, st.step as i64).map_err(|k| {
+            anyhow::anyhow!("{}: no {k}", run.file("last.optim.safetensors").display())
+        })?;
         // The shuffling order depends on the epoch: skip the finished ones.
         for _ in 0..st.epochs_done {
             let _ = splits.train.iter();
@@ -236,11 +251,9 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
     let steps_per_epoch = splits.train.len();
     let total = (cfg.epochs * steps_per_epoch) as u64;
     let bar = ProgressBar::new(total).with_position(st.step as u64);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}, {per_sec}] {msg}",
-        )?,
-    );
+    bar.set_style(ProgressStyle::with_template(
+        "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}, {per_sec}] {msg}",
+    )?);
     let started = Instant::now() - std::time::Duration::from_secs_f64(st.train_seconds);
     let eval_batch = 1000.max(cfg.batch_size);
     let (mut valid_acc, mut test_acc) = (f64::NAN, f64::NAN);
