@@ -80,3 +80,14 @@ bench-wavenet: build
 ## The figures of every run under results/ (PNG beside each run's metrics.csv).
 plots: build
 	$(RNNLAB) plots
+
+## The speaker-clustering lab (notes/README-speaker.md): the espeak-ng corpus under
+## data/speakers (made once), training with HOLDOUT unseen speakers, then the figures.
+HOLDOUT ?= 4
+.PHONY: speakers-data speaker
+speakers-data: build
+	@test -f data/speakers/synth.json || $(RNNLAB) data synth-speakers --out data/speakers
+
+speaker: speakers-data
+	$(RNNLAB) --device $(DEVICE) train --model speaker --holdout-speakers $(HOLDOUT) $(ARGS)
+	$(RNNLAB) plots

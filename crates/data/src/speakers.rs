@@ -223,7 +223,7 @@ pub struct SpeakerSplit {
 
 /// The default synthetic speakers: (base voice, variant, pitch 0-99, speed wpm), each
 /// a different voice, variant, pitch and speed.
-pub const SPEAKER_VOICES: [(&str, &str, u32, u32); 20] = [
+pub const SPEAKER_VOICES: [(&str, &str, u32, u32); 30] = [
     ("en-us", "m1", 45, 170),
     ("en-gb", "f2", 70, 150),
     ("en-gb-scotland", "m3", 30, 160),
@@ -244,6 +244,16 @@ pub const SPEAKER_VOICES: [(&str, &str, u32, u32); 20] = [
     ("en-029", "Alicia", 70, 170),
     ("en-us-nyc", "Gene", 45, 140),
     ("en-gb-x-gbclan", "f4", 60, 185),
+    ("en-us", "Andy", 28, 162),
+    ("en-gb", "Annie", 80, 145),
+    ("en-gb-scotland", "Jacky", 55, 205),
+    ("en-029", "Lee", 50, 150),
+    ("en-gb-x-rp", "Michael", 35, 165),
+    ("en-us-nyc", "aunty", 85, 175),
+    ("en-gb-x-gbclan", "david", 40, 200),
+    ("en-gb-x-gbcwmd", "linda", 70, 135),
+    ("en-us", "edward", 20, 180),
+    ("en-gb", "belinda", 65, 160),
 ];
 
 /// Words and short phrases the synthetic speakers say (each speaker a seeded sample).
@@ -373,7 +383,7 @@ pub const TEXTS: [&str; 120] = [
 /// What [`generate_speakers`] makes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SpeakerSynthConfig {
-    /// Speakers, the first of [`SPEAKER_VOICES`] (at most 20).
+    /// Speakers, the first of [`SPEAKER_VOICES`] (at most 30).
     pub speakers: usize,
     /// Utterances per speaker (1 to 1000).
     pub utterances: usize,
@@ -388,7 +398,7 @@ pub struct SpeakerSynthConfig {
 
 impl Default for SpeakerSynthConfig {
     fn default() -> Self {
-        Self { speakers: 20, utterances: 100, min_words: 6, seed: 0, snr_db: (25.0, 40.0) }
+        Self { speakers: 30, utterances: 80, min_words: 6, seed: 0, snr_db: (25.0, 40.0) }
     }
 }
 
@@ -625,7 +635,7 @@ mod tests {
     #[test]
     fn synth_speakers_are_distinct() {
         let s = synth_speakers(&SpeakerSynthConfig::default());
-        assert_eq!(s.len(), 20);
+        assert_eq!(s.len(), 30);
         for (i, a) in s.iter().enumerate() {
             for b in &s[i + 1..] {
                 assert_ne!(a.voice.espeak_name(), b.voice.espeak_name());

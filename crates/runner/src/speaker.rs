@@ -11,7 +11,7 @@
 //!
 //! Optimisation: Adam, `StepLR(step_size, gamma)` stepped once per epoch.
 //! Every step's loss goes to `metrics.csv` (`step,epoch,loss,lr,heldout_loss,
-//! heldout_accuracy`; the last two at the end of each epoch). The embeddings
+//! heldout_accuracy,unseen_purity`; the last three at the end of each epoch). The embeddings
 //! of every utterance, projected on their first two principal components, are
 //! kept at regular epochs in `embeddings/epoch_<nnnn>.csv` for `rnnlab plots`.
 //! `summary.json` holds `final_loss` (mean training loss of the last epoch),
@@ -64,10 +64,10 @@ pub struct SpeakerTrain {
 impl Default for SpeakerTrain {
     fn default() -> Self {
         Self {
-            epochs: 40,
+            epochs: 60,
             batch_size: 32,
             lr: 2e-3,
-            step_size: 15,
+            step_size: 20,
             gamma: 0.5,
             eval_fraction: 0.2,
             holdout_speakers: 0,
@@ -314,7 +314,7 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
     run.write_json("split.json", &split)?;
     let mut metrics = MetricsCsv::open(
         &run.file("metrics.csv"),
-        &["step", "epoch", "loss", "lr", "heldout_loss", "heldout_accuracy"],
+        &["step", "epoch", "loss", "lr", "heldout_loss", "heldout_accuracy", "unseen_purity"],
         None,
     )?;
     let sets: Vec<(&str, &Set, &[String])> = vec![
@@ -349,6 +349,7 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
         train_secs += tick.elapsed().as_secs_f64();
         last_epoch_loss = losses.iter().sum::<f64>() / losses.len() as f64;
         (heldout_loss, heldout_acc) = evaluate(&model, &eval_set);
+        let purity = unseen_purity(&model, &unseen_set, split.unseen_speakers.len(), t.seed);
         for (i, l) in losses.iter().enumerate() {
             step += 1;
             let end = i + 1 == losses.len();
@@ -360,6 +361,7 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
                 format!("{lr:.6e}"),
                 cell(heldout_loss),
                 cell(heldout_acc),
+                purity.map_or(String::new(), cell),
             ])?;
         }
         sched.step(&mut opt);
@@ -373,9 +375,10 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
         }
         println!(
             "epoch {epoch:>3}/{}  loss {last_epoch_loss:.4}  held-out loss {heldout_loss:.4}  \
-             accuracy {:.1}%  lr {lr:.2e}  {:.1} it/s",
+             accuracy {:.1}%{}  lr {lr:.2e}  {:.1} it/s",
             t.epochs,
             100.0 * heldout_acc,
+            purity.map_or(String::new(), |p| format!("  unseen purity {:.1}%", 100.0 * p)),
             step as f64 / train_secs
         );
     }
@@ -414,7 +417,7 @@ pub struct SynthSpeakersArgs {
     /// Output folder (one sub-folder per speaker).
     #[arg(long, default_value = DEFAULT_ROOT)]
     pub out: PathBuf,
-    /// Speakers (2 to 20), each a different espeak-ng voice, variant, pitch and speed.
+    /// Speakers (2 to 30), each a different espeak-ng voice, variant, pitch and speed.
     #[arg(long, default_value_t = SpeakerSynthConfig::default().speakers)]
     pub speakers: usize,
     /// Utterances per speaker (different words and short phrases, at most 120).

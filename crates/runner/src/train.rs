@@ -10,8 +10,10 @@ use tch::Device;
 #[serde(rename_all = "snake_case")]
 pub enum ModelKind {
     /// Elman RNN with tanh (the coursework's RNN_TANH).
+    #[value(name = "rnn_tanh")]
     RnnTanh,
     /// Elman RNN with ReLU (RNN_RELU).
+    #[value(name = "rnn_relu")]
     RnnRelu,
     Lstm,
     Gru,
@@ -82,7 +84,7 @@ pub struct TrainArgs {
     /// Whole speakers kept out of training (speaker); their embeddings are clustered.
     #[arg(long)]
     pub holdout_speakers: Option<usize>,
-    /// Epochs between learning-rate decays, StepLR (speaker: 15).
+    /// Epochs between learning-rate decays, StepLR (speaker: 20).
     #[arg(long)]
     pub step_size: Option<usize>,
     /// Learning-rate decay factor of StepLR (speaker: 0.5).
