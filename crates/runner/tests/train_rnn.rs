@@ -15,7 +15,8 @@ fn workspace() -> &'static Path {
     DIR.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("rnnlab-train-rnn-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let out = rnnlab(&dir, &["data", "synth", "--out", "speech", "--per-class", "30", "--seed", "1"]);
+        let out =
+            rnnlab(&dir, &["data", "synth", "--out", "speech", "--per-class", "30", "--seed", "1"]);
         assert!(out.status.success(), "synth: {}", String::from_utf8_lossy(&out.stderr));
         dir
     })
@@ -38,8 +39,19 @@ fn train(dir: &Path, extra: &[&str]) -> Output {
 
 fn train_model(dir: &Path, model: &str, extra: &[&str]) -> Output {
     let mut args = vec![
-        "train", "--model", model, "--data-dir", "speech", "--hidden", "8", "--batch-size", "16",
-        "--valid-every", "2", "--seed", "7",
+        "train",
+        "--model",
+        model,
+        "--data-dir",
+        "speech",
+        "--hidden",
+        "8",
+        "--batch-size",
+        "16",
+        "--valid-every",
+        "2",
+        "--seed",
+        "7",
     ];
     args.extend_from_slice(extra);
     rnnlab(dir, &args)
@@ -70,14 +82,23 @@ fn writes_run_files_and_is_deterministic_on_cpu() {
     ok(&train(dir, &["--epochs", "2", "--out", "a"]));
     ok(&train(dir, &["--epochs", "2", "--out", "b"]));
     let (a, b) = (dir.join("a"), dir.join("b"));
-    for f in ["metrics.csv", "config.json", "summary.json", "best.safetensors", "last.safetensors"] {
+    for f in ["metrics.csv", "config.json", "summary.json", "best.safetensors", "last.safetensors"]
+    {
         assert!(a.join(f).is_file(), "missing {f}");
     }
     let m = metrics(&a);
     assert_eq!(m[0], "step,epoch,loss,lr,valid_acc,test_acc");
     let s = summary(&a);
     assert_eq!(m.len() - 1, s["steps"].as_u64().unwrap() as usize);
-    for key in ["best_valid_accuracy", "test_accuracy", "epochs", "steps", "train_seconds", "device", "model"] {
+    for key in [
+        "best_valid_accuracy",
+        "test_accuracy",
+        "epochs",
+        "steps",
+        "train_seconds",
+        "device",
+        "model",
+    ] {
         assert!(!s[key].is_null(), "summary lacks {key}: {s}");
     }
     assert_eq!(m, metrics(&b), "same seed, different metrics");
@@ -91,7 +112,10 @@ fn resume_continues_exactly() {
     let out = rnnlab(dir, &["train", "--model", "gru", "--resume", "part", "--epochs", "3"]);
     ok(&out);
     assert_eq!(metrics(&dir.join("full")), metrics(&dir.join("part")));
-    assert_eq!(summary(&dir.join("full"))["test_accuracy"], summary(&dir.join("part"))["test_accuracy"]);
+    assert_eq!(
+        summary(&dir.join("full"))["test_accuracy"],
+        summary(&dir.join("part"))["test_accuracy"]
+    );
     // A finished run has nothing to resume.
     let out = rnnlab(dir, &["train", "--model", "gru", "--resume", "part"]);
     assert!(!out.status.success());
@@ -131,6 +155,16 @@ fn engines_train_identically() {
     let loss = |m: &[String], i: usize| -> f64 { m[i].split(',').nth(2).unwrap().parse().unwrap() };
     for i in 1..c.len().min(4) {
         assert!((loss(&c, i) - loss(&f, i)).abs() < 1e-4, "step {i}: {} vs {}", c[i], f[i]);
+    }
+}
+
+#[test]
+fn elman_models_train_under_the_coursework_names() {
+    let dir = workspace();
+    for model in ["rnn_tanh", "rnn_relu"] {
+        let out = format!("elman-{model}");
+        ok(&train_model(dir, model, &["--epochs", "1", "--out", &out]));
+        assert_eq!(summary(&dir.join(&out))["model"], model);
     }
 }
 
