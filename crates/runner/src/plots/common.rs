@@ -283,11 +283,18 @@ impl LossCurve<'_> {
         chart.y_range = Some((lo, hi));
         let every = self.raw.len().div_ceil(Self::MAX_RAW).max(1);
         let raw: Vec<(f64, f64)> = self.raw.iter().step_by(every).copied().collect();
-        let label = if every == 1 { "every step".to_owned() } else { format!("every {every}th step") };
+        let label = if every == 1 {
+            "every step".to_owned()
+        } else {
+            format!("single steps (1 in {every})")
+        };
         // light grey, opaque: thousands of overlapping translucent segments
         // would add up to a solid band
         chart.series.push(Series { label, points: raw, colour: GREY, width: 1, opacity: 1.0 });
-        chart.series.push(Series { width: 3, ..Series::new(format!("mean of {} steps", self.k), smooth, 0) });
+        chart.series.push(Series {
+            width: 3,
+            ..Series::new(format!("mean of {} steps", self.k), smooth, 0)
+        });
         chart.series.extend(self.extra);
         chart.draw(path)
     }
