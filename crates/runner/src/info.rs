@@ -20,7 +20,10 @@ pub fn run(device: Device) -> anyhow::Result<()> {
         None => println!("libtorch path   unknown (libtorch_cpu.so not found in /proc/self/maps)"),
     }
     let cuda_build = cuda_lib.is_some_and(|p| p.exists());
-    println!("cuda build      {}", if cuda_build { "yes (libtorch_cuda.so)" } else { "no (CPU-only libtorch)" });
+    println!(
+        "cuda build      {}",
+        if cuda_build { "yes (libtorch_cuda.so)" } else { "no (CPU-only libtorch)" }
+    );
     println!("cuda available  {}", Cuda::is_available());
     println!("cudnn available {}", Cuda::cudnn_is_available());
     println!("cuda devices    {}", Cuda::device_count());

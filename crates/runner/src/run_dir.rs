@@ -28,7 +28,8 @@ impl RunDir {
                 PathBuf::from("results").join(format!("{model}-{stamp}"))
             }
         };
-        fs::create_dir_all(&path).with_context(|| format!("creating run folder {}", path.display()))?;
+        fs::create_dir_all(&path)
+            .with_context(|| format!("creating run folder {}", path.display()))?;
         Ok(Self { path })
     }
 
@@ -59,7 +60,8 @@ impl RunDir {
 
     pub fn read_json<T: DeserializeOwned>(&self, name: &str) -> anyhow::Result<T> {
         let path = self.file(name);
-        let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
     }
 
@@ -70,7 +72,8 @@ impl RunDir {
         // tch picks the format from the extension, so the temporary name keeps it.
         let tmp = self.file(&format!(".{name}.tmp.safetensors"));
         vs.save(&tmp).with_context(|| format!("writing checkpoint {}", tmp.display()))?;
-        fs::rename(&tmp, &target).with_context(|| format!("writing checkpoint {}", target.display()))
+        fs::rename(&tmp, &target)
+            .with_context(|| format!("writing checkpoint {}", target.display()))
     }
 
     /// Loads `<name>.safetensors` into `vs`; every variable must be present.
@@ -81,11 +84,13 @@ impl RunDir {
         }
         vs.load(&path).with_context(|| format!("loading checkpoint {}", path.display()))
     }
-}
 
-impl RunDir {
     /// Saves named tensors (e.g. optimiser moments) as `<name>.safetensors`, atomically.
-    pub fn save_tensors(&self, name: &str, tensors: &[(String, tch::Tensor)]) -> anyhow::Result<()> {
+    pub fn save_tensors(
+        &self,
+        name: &str,
+        tensors: &[(String, tch::Tensor)],
+    ) -> anyhow::Result<()> {
         let target = self.file(&format!("{name}.safetensors"));
         let tmp = self.file(&format!(".{name}.tmp.safetensors"));
         tch::Tensor::write_safetensors(tensors, &tmp)

@@ -55,11 +55,7 @@ fn binary_keeps_libtorch_cuda_when_libtorch_ships_it() {
 }
 
 fn rnnlab(args: &[&str]) -> std::process::Output {
-    Command::new(RNNLAB)
-        .args(args)
-        .env_remove("LD_LIBRARY_PATH")
-        .output()
-        .expect("running rnnlab")
+    Command::new(RNNLAB).args(args).env_remove("LD_LIBRARY_PATH").output().expect("running rnnlab")
 }
 
 #[test]
