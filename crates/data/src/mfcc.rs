@@ -102,7 +102,7 @@ pub struct Mfcc {
     cfg: MfccConfig,
     window: Vec<f32>, // [n_fft], periodic Hann times cfg.scale
     bands: Vec<Band>, // [n_mels] sparse rows of the Slaney filter bank
-    dct_t: Vec<f32>,  // [n_mels, n_mfcc], orthonormal DCT-II rows, transposed
+    dct: Vec<f32>,    // [n_mfcc, n_mels], orthonormal DCT-II rows
     fft: Arc<dyn RealToComplex<f32>>,
 }
 
@@ -133,14 +133,8 @@ impl Mfcc {
         let bands =
             mel_filter_bank(cfg.sample_rate as f64, n, cfg.n_mels, cfg.fmin as f64, fmax as f64);
         let dct = dct_ortho(cfg.n_mfcc, cfg.n_mels);
-        let mut dct_t = vec![0f32; dct.len()];
-        for k in 0..cfg.n_mfcc {
-            for m in 0..cfg.n_mels {
-                dct_t[m * cfg.n_mfcc + k] = dct[k * cfg.n_mels + m];
-            }
-        }
         let fft = RealFftPlanner::<f32>::new().plan_fft_forward(n);
-        Mfcc { cfg, window, bands, dct_t, fft }
+        Mfcc { cfg, window, bands, dct, fft }
     }
 
     /// The configuration this extractor was built for.
@@ -150,6 +144,24 @@ impl Mfcc {
 
     /// MFCCs of mono `samples` (any length) at `cfg.sample_rate`: `[1 + len / hop, n_mfcc]`.
     pub fn compute(&self, samples: &[f32]) -> Features {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU has just been checked for both features.
+            return unsafe { self.compute_avx2(samples) };
+        }
+        self.compute_generic(samples)
+    }
+
+    /// [`Self::compute`] compiled for AVX2 + FMA (8-wide loops); chosen at run time.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn compute_avx2(&self, samples: &[f32]) -> Features {
+        self.compute_generic(samples)
+    }
+
+    #[inline(always)]
+    fn compute_generic(&self, samples: &[f32]) -> Features {
         let cfg = &self.cfg;
         let (n, hop, half) = (cfg.n_fft, cfg.hop_length, cfg.n_fft / 2);
         let frames = cfg.frames(samples.len());
@@ -157,7 +169,9 @@ impl Mfcc {
         let mut input = self.fft.make_input_vec();
         let mut spectrum = self.fft.make_output_vec();
         let mut scratch = self.fft.make_scratch_vec();
-        let mut power = vec![0f32; half + 1];
+        // |X|^2 for bins 0..=n/2, then zeros up to the padded end of the last band.
+        let padded = self.bands.iter().map(|b| b.start + b.weights.len()).max().unwrap_or(0);
+        let mut power = vec![0f32; padded.max(half + 1)];
         let mut db = vec![0f32; frames * n_mels]; // [frames, n_mels], mel power then dB
         for t in 0..frames {
             // Frame t covers samples[t*hop - n/2 .. t*hop + n/2] (zeros outside the clip).
@@ -191,11 +205,8 @@ impl Mfcc {
         let n_mfcc = cfg.n_mfcc;
         let mut values = vec![0f32; frames * n_mfcc];
         for (row, out) in db.chunks_exact(n_mels).zip(values.chunks_exact_mut(n_mfcc)) {
-            // out = DCT · row, accumulated a mel band at a time (vectorises over n_mfcc).
-            for (x, basis) in row.iter().zip(self.dct_t.chunks_exact(n_mfcc)) {
-                for (o, b) in out.iter_mut().zip(basis) {
-                    *o += x * b;
-                }
+            for (o, basis) in out.iter_mut().zip(self.dct.chunks_exact(n_mels)) {
+                *o = dot(basis, row);
             }
         }
         Features { frames, n_mfcc, values }
@@ -279,9 +290,14 @@ fn mel_filter_bank(sr: f64, n_fft: usize, n_mels: usize, fmin: f64, fmax: f64) -
                     ((lower.min(upper).max(0.0) as f32) as f64 * enorm) as f32
                 })
                 .collect();
-            let start = row.iter().position(|&w| w != 0.0).unwrap_or(0);
-            let end = row.iter().rposition(|&w| w != 0.0).map_or(start, |e| e + 1);
-            Band { start, weights: row[start..end].to_vec() }
+            // Start on a multiple of 8 and pad with zeros to whole chunks of 8, so `dot`
+            // runs only full 8-wide chunks (the power buffer is padded to match).
+            let first = row.iter().position(|&w| w != 0.0).unwrap_or(0);
+            let end = row.iter().rposition(|&w| w != 0.0).map_or(first, |e| e + 1);
+            let start = first / 8 * 8;
+            let mut weights = row[start..end].to_vec();
+            weights.resize(weights.len().div_ceil(8).max(1) * 8, 0.0);
+            Band { start, weights }
         })
         .collect()
 }
