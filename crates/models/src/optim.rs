@@ -95,9 +95,7 @@ impl Adam {
 
     /// Restores what [`Adam::state`] gave; every moment must be present.
     pub fn load_state(&mut self, tensors: &[(String, Tensor)], step: i64) -> Result<(), String> {
-        let find = |key: String| {
-            tensors.iter().find(|(n, _)| *n == key).map(|(_, t)| t).ok_or(key)
-        };
+        let find = |key: String| tensors.iter().find(|(n, _)| *n == key).map(|(_, t)| t).ok_or(key);
         for (name, _, m, v) in &mut self.slots {
             let (sm, sv) = (find(format!("{name}.exp_avg"))?, find(format!("{name}.exp_avg_sq"))?);
             tch::no_grad(|| {

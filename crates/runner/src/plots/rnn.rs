@@ -51,16 +51,17 @@ pub fn plot_run(run: &Run) -> anyhow::Result<Vec<PathBuf>> {
     Ok(vec![loss_png, acc_png])
 }
 
-/// The latest finished unidirectional run of each model and recipe ...
+/// The latest finished unidirectional run of each model, for one recipe.
 fn latest_per_model<'a>(runs: &'a [Run], recipe: &str) -> Vec<&'a Run> {
     MODELS
         .iter()
         .filter_map(|m| {
-            runs.iter()
-                .filter(|r| r.model == *m && r.summary().is_some())
-                .filter(|r| !r.config["bidirectional"].as_bool().unwrap_or(false))
-                .filter(|r| r.config["recipe"].as_str() == Some(recipe))
-                .next_back()
+            runs.iter().rfind(|r| {
+                r.model == *m
+                    && r.summary().is_some()
+                    && !r.config["bidirectional"].as_bool().unwrap_or(false)
+                    && r.config["recipe"].as_str() == Some(recipe)
+            })
         })
         .collect()
 }
