@@ -15,7 +15,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
 
-/// matplotlib's tab20, strong colours first: enough for 20 speakers.
+/// matplotlib's tab20, strong colours first, for up to 20 speakers.
 const PALETTE: [RGBColor; 20] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
@@ -38,6 +38,19 @@ const PALETTE: [RGBColor; 20] = [
     RGBColor(219, 219, 141),
     RGBColor(158, 218, 229),
 ];
+/// Colour of speaker `i` of `n`: tab20 up to 20 speakers, evenly spaced hues beyond.
+fn speaker_colour(i: usize, n: usize) -> RGBColor {
+    if n <= PALETTE.len() {
+        return PALETTE[i % PALETTE.len()];
+    }
+    // Hues a golden-ratio step apart and two lightnesses keep successive speakers
+    // (and the unseen ones, numbered last) apart.
+    let light = if i % 2 == 0 { 0.42 } else { 0.62 };
+    let hue = (i as f64 * 0.618_034).fract();
+    let (r, g, b) = HSLColor(hue, 0.75, light).to_backend_color().rgb;
+    RGBColor(r, g, b)
+}
+
 /// Panels of the grid figure.
 const GRID: (usize, usize) = (3, 3);
 /// Milliseconds per animation frame.
@@ -149,6 +162,7 @@ fn draw_panel<DB: DrawingBackend>(
     snap: &Snapshot,
     caption: &str,
     size: u32,
+    speakers: usize,
 ) -> anyhow::Result<()>
 where
     DB::ErrorType: 'static,
@@ -172,7 +186,7 @@ where
         .bold_line_style(BLACK.mix(0.08))
         .draw()
         .map_err(|e| err(&e))?;
-    let colour = |p: &Point| PALETTE[p.colour % PALETTE.len()];
+    let colour = |p: &Point| speaker_colour(p.colour, speakers);
     for kind in [Kind::Train, Kind::Heldout, Kind::Unseen] {
         let pts = snap.points.iter().filter(|p| p.kind == kind);
         match kind {
@@ -201,10 +215,11 @@ where
     let err = |e: &dyn std::fmt::Display| anyhow!("drawing the legend: {e}");
     let style = (FONT, 15).into_font().color(&BLACK);
     let mut y = 20;
+    let n = train.len() + unseen.len();
     let mut line = |text: &str, colour: Option<(usize, bool)>| -> anyhow::Result<()> {
-        if let Some((c, unseen)) = colour {
-            let col = PALETTE[c % PALETTE.len()].filled();
-            if unseen {
+        if let Some((c, is_unseen)) = colour {
+            let col = speaker_colour(c, n).filled();
+            if is_unseen {
                 area.draw(&TriangleMarker::new((14, y + 8), 6, col)).map_err(|e| err(&e))?;
             } else {
                 area.draw(&Circle::new((14, y + 8), 5, col)).map_err(|e| err(&e))?;
@@ -243,7 +258,8 @@ fn draw_grid(run: &Run, snaps: &[Snapshot], path: &Path) -> anyhow::Result<()> {
     let (grid, legend) = root.split_horizontally(1340);
     let panels = grid.split_evenly(GRID);
     for (area, snap) in panels.iter().zip(spread(snaps, GRID.0 * GRID.1)) {
-        draw_panel(area, snap, &format!("epoch {}", snap.epoch), 14)?;
+        let n = train.len() + unseen.len();
+        draw_panel(area, snap, &format!("epoch {}", snap.epoch), 14, n)?;
     }
     draw_legend(&legend, &train, &unseen)?;
     root.present().map_err(|e| err(&e))?;
@@ -263,7 +279,7 @@ fn draw_gif(run: &Run, snaps: &[Snapshot], path: &Path) -> anyhow::Result<()> {
             root.fill(&WHITE).map_err(|e| err(&e))?;
             let (chart, legend) = root.split_horizontally(740);
             let caption = format!("speaker embeddings (PCA), epoch {}", snap.epoch);
-            draw_panel(&chart, snap, &caption, 15)?;
+            draw_panel(&chart, snap, &caption, 15, train.len() + unseen.len())?;
             draw_legend(&legend, &train, &unseen)?;
             root.present().map_err(|e| err(&e))?;
         }
