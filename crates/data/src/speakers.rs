@@ -532,18 +532,7 @@ fn render(job: &Job, dir: &Path) -> Result<()> {
     let gain = job.peak / peak;
     let mut y: Vec<f32> = voiced.iter().map(|s| s * gain).collect();
     let power = y.iter().map(|&s| s as f64 * s as f64).sum::<f64>() / y.len().max(1) as f64;
-    let sigma = (power / 10f64.powf(job.snr_db / 10.0)).sqrt();
-    let mut rng = ChaCha8Rng::seed_from_u64(job.noise_seed);
-    for pair in y.chunks_mut(2) {
-        // Box-Muller: two normals from two uniforms.
-        let (u1, u2): (f64, f64) = (rng.gen_range(f64::EPSILON..1.0), rng.gen());
-        let r = (-2.0 * u1.ln()).sqrt() * sigma;
-        let t = 2.0 * std::f64::consts::PI * u2;
-        pair[0] += (r * t.cos()) as f32;
-        if let Some(second) = pair.get_mut(1) {
-            *second += (r * t.sin()) as f32;
-        }
-    }
+    crate::synth::add_white_noise(&mut y, power, job.snr_db, job.noise_seed);
     audio::write_wav_i16(&dir.join(&job.rel), &y, SAMPLE_RATE)
 }
 

@@ -393,6 +393,23 @@ fn plan(
     (clips, lists)
 }
 
+/// Adds white Gaussian noise to `y` at `snr_db` below `signal_power` (mean
+/// square), drawn from ChaCha8 seeded with `seed` (Box-Muller, two normals
+/// from two uniforms): the same seed gives the same noise.
+pub(crate) fn add_white_noise(y: &mut [f32], signal_power: f64, snr_db: f64, seed: u64) {
+    let sigma = (signal_power / 10f64.powf(snr_db / 10.0)).sqrt();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    for pair in y.chunks_mut(2) {
+        let (u1, u2): (f64, f64) = (rng.gen_range(f64::EPSILON..1.0), rng.gen());
+        let r = (-2.0 * u1.ln()).sqrt() * sigma;
+        let t = 2.0 * std::f64::consts::PI * u2;
+        pair[0] += (r * t.cos()) as f32;
+        if let Some(second) = pair.get_mut(1) {
+            *second += (r * t.sin()) as f32;
+        }
+    }
+}
+
 fn hex8(s: &str) -> String {
     Sha256::digest(s.as_bytes())[..4].iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -412,17 +429,6 @@ fn render(clip: &Clip, dir: &Path) -> Result<()> {
     // White Gaussian noise at the drawn SNR relative to the word's power.
     let power = word.iter().map(|s| (s * gain) as f64 * (s * gain) as f64).sum::<f64>()
         / word.len().max(1) as f64;
-    let sigma = (power / 10f64.powf(clip.snr_db / 10.0)).sqrt();
-    let mut rng = ChaCha8Rng::seed_from_u64(clip.noise_seed);
-    for pair in y.chunks_mut(2) {
-        // Box-Muller: two normals from two uniforms.
-        let (u1, u2): (f64, f64) = (rng.gen_range(f64::EPSILON..1.0), rng.gen());
-        let r = (-2.0 * u1.ln()).sqrt() * sigma;
-        let t = 2.0 * std::f64::consts::PI * u2;
-        pair[0] += (r * t.cos()) as f32;
-        if let Some(second) = pair.get_mut(1) {
-            *second += (r * t.sin()) as f32;
-        }
-    }
+    add_white_noise(&mut y, power, clip.snr_db, clip.noise_seed);
     audio::write_wav_i16(&dir.join(&clip.rel), &y, SAMPLE_RATE)
 }
