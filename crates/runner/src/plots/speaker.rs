@@ -45,7 +45,7 @@ fn speaker_colour(i: usize, n: usize) -> RGBColor {
     }
     // Hues a golden-ratio step apart and two lightnesses keep successive speakers
     // (and the unseen ones, numbered last) apart.
-    let light = if i % 2 == 0 { 0.42 } else { 0.62 };
+    let light = if i.is_multiple_of(2) { 0.42 } else { 0.62 };
     let hue = (i as f64 * 0.618_034).fract();
     let (r, g, b) = HSLColor(hue, 0.75, light).to_backend_color().rgb;
     RGBColor(r, g, b)
