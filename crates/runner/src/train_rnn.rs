@@ -216,8 +216,14 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
         }
         None => {
             let cfg = resolve(args)?;
-            let name = format!("{}{:?}", if cfg.bidirectional { "bi" } else { "" }, args.model);
-            (RunDir::create(args.out.as_deref(), &name.to_lowercase())?, cfg, None)
+            // The model's name as on the command line: `gru`, `rnn_tanh`, `bilstm`.
+            let model = serde_json::to_value(args.model)?;
+            let name = format!(
+                "{}{}",
+                if cfg.bidirectional { "bi" } else { "" },
+                model.as_str().unwrap_or("rnn")
+            );
+            (RunDir::create(args.out.as_deref(), &name)?, cfg, None)
         }
     };
     let mut splits = load_splits(&mut cfg, device)?;

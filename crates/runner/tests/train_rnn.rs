@@ -161,11 +161,16 @@ fn engines_train_identically() {
 #[test]
 fn elman_models_train_under_the_coursework_names() {
     let dir = workspace();
-    for model in ["rnn_tanh", "rnn_relu"] {
-        let out = format!("elman-{model}");
-        ok(&train_model(dir, model, &["--epochs", "1", "--out", &out]));
-        assert_eq!(summary(&dir.join(&out))["model"], model);
-    }
+    ok(&train_model(dir, "rnn_tanh", &["--epochs", "1", "--out", "elman-tanh"]));
+    assert_eq!(summary(&dir.join("elman-tanh"))["model"], "rnn_tanh");
+    // Without --out: results/<model>-<timestamp>, the model named as on the command line.
+    ok(&train_model(dir, "rnn_relu", &["--epochs", "1", "--bidir"]));
+    let runs: Vec<String> = std::fs::read_dir(dir.join("results"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let run = runs.iter().find(|n| n.starts_with("birnn_relu-")).expect("results/birnn_relu-*");
+    assert_eq!(summary(&dir.join("results").join(run))["model"], "rnn_relu");
 }
 
 #[test]
