@@ -184,7 +184,7 @@ fn bad_arguments_give_clear_errors() {
         (&["--epochs", "0"], "--epochs must be positive"),
     ];
     for (extra, message) in cases {
-        let mut args = vec!["train", "--model", "gru", "--data-dir", "speech"];
+        let mut args = vec!["train", "--model", "gru"];
         args.extend_from_slice(extra);
         let out = rnnlab(dir, &args);
         let stderr = String::from_utf8_lossy(&out.stderr);
