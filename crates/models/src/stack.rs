@@ -109,9 +109,4 @@ impl<C: RecurrentCell> BidirStack<C> {
         }
         x
     }
-
-    /// Per layer, the forward and the backward cell.
-    pub fn layers(&self) -> impl Iterator<Item = (&C, &C)> {
-        self.forward.iter().zip(&self.backward)
-    }
 }
