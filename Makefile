@@ -91,3 +91,24 @@ speakers-data: build
 speaker: speakers-data
 	$(RNNLAB) --device $(DEVICE) train --model speaker --holdout-speakers $(HOLDOUT) $(ARGS)
 	$(RNNLAB) plots
+
+## The coursework notebooks as narrated Rust programs (notebooks-ported/README.md):
+## `make notebooks` runs all five, `make notebook NB=<name>` one; QUICK=1 shrinks data
+## and steps. Text and PNG outputs go to results/notebooks/<name>/.
+NOTEBOOKS := rnn-coursework makemore-wavenet speaker-lab pytorch-blitz fastai-lesson7
+QUICK ?= 0
+NB ?=
+.PHONY: notebooks notebook notebooks-build
+notebooks-build: setup
+	$(CARGO) build $(PROFILE) -p notebooks
+
+notebooks: notebooks-build
+	@for nb in $(NOTEBOOKS); do \
+		echo "== notebook $$nb"; \
+		QUICK=$(QUICK) DEVICE=$(DEVICE) target/release/$$nb || exit 1; \
+	done
+
+notebook: notebooks-build
+	@if [ -z "$(filter $(NB),$(NOTEBOOKS))" ] || [ -z "$(NB)" ]; then \
+		echo "NB=$(NB): name one notebook of: $(NOTEBOOKS)"; exit 2; fi
+	QUICK=$(QUICK) DEVICE=$(DEVICE) target/release/$(NB)

@@ -11,7 +11,8 @@
 //!    The GNU linker's `--as-needed` drops both because no symbol is used
 //!    directly, and then `tch::Cuda::is_available()` is false on every GPU.
 fn main() {
-    println!("cargo:rerun-if-changed=../../build/libtorch.rs");
+    // the script's own source is tracked by Cargo; its only input is torch-sys's path
+    println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
     if let Some(lib) = std::env::var_os("DEP_TCH_LIBTORCH_LIB") {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.to_string_lossy());

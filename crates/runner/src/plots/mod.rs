@@ -6,11 +6,10 @@
 //! To add a model's figures: a module here with `plot_run(&Run) ->
 //! anyhow::Result<Vec<PathBuf>>` (and, when runs compare, `compare(&[Run],
 //! &Path)`), one arm in [`plot_run`] (and a line in [`run`]). Build charts
-//! from [`common`]: [`common::LineChart`] for any set of series,
-//! [`common::LossCurve`] for a raw and row-averaged training curve,
-//! [`common::Metrics`] to read `metrics.csv`.
+//! from the `figures` crate: `LineChart` for any set of series, `LossCurve`
+//! for a raw and row-averaged training curve, `Metrics` to read
+//! `metrics.csv`.
 
-pub mod common;
 mod rnn;
 mod speaker;
 mod wavenet;
@@ -92,7 +91,7 @@ fn plot_run(run: &Run) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 pub fn run(args: &PlotsArgs) -> anyhow::Result<()> {
-    common::register_fonts()?;
+    figures::register_fonts()?;
     let runs = find_runs(&args.results)?;
     if runs.is_empty() {
         println!(

@@ -4,8 +4,8 @@
 //! and the validation and test accuracy; across runs the coursework's theory
 //! question 3 figure, RNN against LSTM against GRU, from real runs.
 
-use super::common::{row_average, LineChart, LossCurve, Metrics, Series};
 use super::Run;
+use figures::{row_average, LineChart, LossCurve, Metrics, Series};
 use std::path::{Path, PathBuf};
 
 /// The models drawn here, in the comparison's order.

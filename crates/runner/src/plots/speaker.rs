@@ -8,9 +8,9 @@
 //! (filled: training utterances, rings: held-out utterances), triangles the
 //! unseen speakers that were kept out of training.
 
-use super::common::{register_fonts, LossCurve, Metrics, Series, FONT};
 use super::Run;
 use anyhow::{anyhow, bail, Context};
+use figures::{register_fonts, LossCurve, Metrics, Series, FONT};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};

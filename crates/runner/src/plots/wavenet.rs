@@ -2,8 +2,8 @@
 //! averaged over rows of 1000 steps: `torch.tensor(lossi).view(-1,
 //! 1000).mean(1)`), with the validation loss, and a comparison of runs.
 
-use super::common::{row_average, LineChart, LossCurve, Metrics, Series};
 use super::Run;
+use figures::{row_average, LineChart, LossCurve, Metrics, Series};
 use std::path::{Path, PathBuf};
 
 /// Steps per row of the lecture's smoothed curve.

@@ -1,7 +1,7 @@
-//! Shared pieces for every model's figures: the embedded font, reading
-//! `metrics.csv`, row-averaging, and two drawers (a generic multi-series
-//! line chart and a loss curve with its smoothed version), all PNG through
-//! plotters' bitmap backend.
+//! rnnlab's figures, shared by `rnnlab plots` and the ported notebooks: the
+//! embedded font, reading `metrics.csv`, row-averaging, and two drawers (a
+//! generic multi-series line chart and a loss curve with its smoothed
+//! version), all PNG through plotters' bitmap backend.
 //!
 //! Text needs no system font: DejaVu Sans (assets/DejaVuSans.ttf, licence
 //! beside it) is compiled into the binary and registered with plotters'
@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 
 /// The font family every chart uses.
 pub const FONT: &str = "sans-serif";
-static DEJAVU_SANS: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
+static DEJAVU_SANS: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 
 /// Figure size in pixels.
 pub const SIZE: (u32, u32) = (1200, 750);
