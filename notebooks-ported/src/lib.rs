@@ -7,7 +7,8 @@
 //! `results/notebooks/<name>/output.md` (flushed line by line, so a crash
 //! keeps what ran), beside the PNG figures the notebook draws.
 //!
-//! The environment sets three things, as `make notebook NB=<name>` does:
+//! Notebooks run from the repository root (paths such as [`NAMES`] are
+//! relative to it). The environment sets three things, as `make notebook NB=<name>` does:
 //! - `QUICK=1` shrinks data and steps so every notebook finishes in a minute
 //!   or so (CI runs them this way); the narration's figures are for full runs;
 //! - `DEVICE=auto|cpu|cuda` (default `auto`: CUDA when libtorch sees it);
@@ -19,6 +20,10 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use tch::{Cuda, Device};
+
+/// makemore's names, relative to the repository root, where every notebook
+/// runs (`make notebook`, and the tests).
+pub const NAMES: &str = "data/names.txt";
 
 /// Prints a line of a notebook cell's output and appends it to the transcript:
 /// `say!(nb, "loss {loss:.4}")`.

@@ -51,7 +51,7 @@ use models::makemore::{
     FlattenConsecutive, Linear, LinearConfig, Sequential, Tanh, Vocab, WaveNet, WaveNetConfig,
 };
 use notebooks::{say, Notebook};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 use tch::nn::{self, ModuleT, OptimizerConfig};
 use tch::{Kind, Tensor};
@@ -122,23 +122,10 @@ struct Data {
     words: models::makemore::Split,
 }
 
-/// `data/names.txt` from the repository root (where `make notebook` runs), or
-/// from the workspace's `data/` when started elsewhere (the tests start in
-/// `notebooks-ported/`).
-fn names_file() -> PathBuf {
-    let here = PathBuf::from("data/names.txt");
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/names.txt");
-    if !here.exists() && workspace.exists() {
-        workspace
-    } else {
-        here
-    }
-}
-
 fn starter_data(nb: &mut Notebook) -> anyhow::Result<Data> {
     nb.section("Starter code");
-    let path = names_file();
-    let words = load_words(&path)
+    let path = Path::new(notebooks::NAMES);
+    let words = load_words(path)
         .with_context(|| format!("reading makemore's names from {}", path.display()))?;
     say!(nb, "{} words, e.g. {:?}", words.len(), &words[..8]);
     let vocab = Vocab::from_words(&words);

@@ -13,7 +13,7 @@ pub struct QuickRun {
 
 impl QuickRun {
     /// Runs `exe` (a `CARGO_BIN_EXE_*` path) as notebook `name` with `QUICK=1`
-    /// on the CPU, and checks that it succeeds and that `sections` appear as
+    /// on the CPU from the repository root, and checks that it succeeds and that `sections` appear as
     /// `## ` headings in this order.
     pub fn new(exe: &str, name: &str, sections: &[&str]) -> Self {
         let root = std::env::temp_dir().join(format!("rnnlab-nb-{name}-{}", std::process::id()));
@@ -22,7 +22,7 @@ impl QuickRun {
             .env("QUICK", "1")
             .env("DEVICE", "cpu")
             .env("NOTEBOOKS_OUT", &root)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
             .output()
             .expect("notebook binary runs");
         let stdout = String::from_utf8_lossy(&out.stdout);
