@@ -1,12 +1,13 @@
 //! The audio data pipeline: WAV in, librosa-identical MFCCs, Speech Commands (real or
 //! synthesised with espeak-ng), an on-disk feature cache and a batching loader.
 //!
-//! `audio` reads WAVs; `mfcc` matches `librosa.feature.mfcc`; `cache` keys features by file
+//! `audio` reads WAVs; `augment` masks feature batches (SpecAugment); `mfcc` matches `librosa.feature.mfcc`; `cache` keys features by file
 //! content and parameters; `speech_commands` reads the notebook's dataset layout; `loader`
 //! batches it on a device; `synth` generates a stand-in dataset; `download` fetches the real
 //! one.
 
 pub mod audio;
+pub mod augment;
 pub mod cache;
 pub mod download;
 pub mod error;

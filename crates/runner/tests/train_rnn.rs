@@ -105,6 +105,22 @@ fn writes_run_files_and_is_deterministic_on_cpu() {
 }
 
 #[test]
+fn default_recipe_masks_batches_and_no_augment_turns_it_off() {
+    let dir = workspace();
+    ok(&train(dir, &["--epochs", "1", "--out", "aug"]));
+    ok(&train(dir, &["--epochs", "1", "--no-augment", "--out", "plain"]));
+    let config = |run: &str| -> serde_json::Value {
+        let text = std::fs::read_to_string(dir.join(run).join("config.json")).unwrap();
+        serde_json::from_str(&text).unwrap()
+    };
+    assert_eq!(config("aug")["augment"], serde_json::json!({"freq_mask": 4, "time_mask": 6}));
+    assert!(config("plain")["augment"].is_null());
+    // the first step sees the same weights and batch, masked or not
+    let (aug, plain) = (metrics(&dir.join("aug")), metrics(&dir.join("plain")));
+    assert_ne!(aug[1], plain[1], "masking did not change the first loss");
+}
+
+#[test]
 fn resume_continues_exactly() {
     let dir = workspace();
     // The notebook's constant learning rate: the default recipe's cosine

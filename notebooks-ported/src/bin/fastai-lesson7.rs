@@ -804,7 +804,7 @@ fn main() -> Result<()> {
     for (name, kinds, run) in &runs {
         for (at, label) in [(0, "first step"), (run.stats.len() - 1, "last step")] {
             say!(nb, "\n{name}, {label} (step {}):\n", run.stats_steps[at]);
-            say!(nb, "| layer | kind | mean | std | saturated (|x|>0.97) |");
+            say!(nb, "| layer | kind | mean | std | saturated (abs > 0.97) |");
             say!(nb, "|---:|---|---:|---:|---:|");
             for (i, (kind, s)) in kinds.iter().zip(&run.stats[at]).enumerate() {
                 let sat = if kind == "Tanh" {
