@@ -94,10 +94,6 @@ fn mode_of(model: ModelKind) -> anyhow::Result<Mode> {
     })
 }
 
-/// The default recipe's masks: about a fifth of the coefficients and of the
-/// frames at most, so every clip keeps most of its word.
-const DEFAULT_AUGMENT: SpecAugment = SpecAugment { freq_mask: 4, time_mask: 6 };
-
 /// The flags resolved against the recipe: `--coursework` is the notebook's
 /// exact settings; the default recipe standardises features, decays the
 /// learning rate on a cosine, masks training batches with SpecAugment and is
@@ -141,7 +137,7 @@ fn resolve(args: &TrainArgs) -> anyhow::Result<RnnRunConfig> {
         classes,
         mfcc: if cw { MfccConfig::coursework() } else { MfccConfig::default() },
         standardizer: None,
-        augment: (!cw && !args.no_augment).then_some(DEFAULT_AUGMENT),
+        augment: (!cw && !args.no_augment).then(SpecAugment::default),
     })
 }
 
