@@ -2,7 +2,7 @@
 //! order, its figures, and the claims its narration makes.
 
 mod common;
-use common::QuickRun;
+use common::{numbers_after, section, QuickRun};
 
 const SECTIONS: &[&str] = &[
     "Starter code",
@@ -15,25 +15,6 @@ const SECTIONS: &[&str] = &[
     "Performance log",
     "Sampling names",
 ];
-
-/// The text of section `title`, up to the next section.
-fn section<'a>(run: &'a QuickRun, title: &str) -> &'a str {
-    let heading = format!("\n## {title}\n");
-    let start = run.transcript.find(&heading).expect("section") + heading.len();
-    let rest = &run.transcript[start..];
-    &rest[..rest.find("\n## ").unwrap_or(rest.len())]
-}
-
-/// The number after `key` on every line that contains it.
-fn numbers_after(text: &str, key: &str) -> Vec<f64> {
-    text.lines()
-        .filter_map(|l| l.split_once(key))
-        .map(|(_, rest)| {
-            let n = rest.split_whitespace().next().expect("a number after the key");
-            n.trim_end_matches([',', ';']).parse().unwrap_or(f64::NAN)
-        })
-        .collect()
-}
 
 #[test]
 fn makemore_wavenet_quick() {
@@ -57,7 +38,7 @@ fn makemore_wavenet_quick() {
 
     // the Sequential is the starter model, and BatchNorm's training mode on
     // one example erases the input while evaluation mode does not
-    let containers = section(&run, SECTIONS[2]);
+    let containers = section(&run.transcript, SECTIONS[2]);
     assert!(containers.contains("(difference 0.0e0)"), "{containers}");
     let eval_gap = numbers_after(containers, "evaluation mode: ");
     let train_gap = numbers_after(containers, "training mode: ");
@@ -65,7 +46,7 @@ fn makemore_wavenet_quick() {
     assert_eq!(train_gap, [0.0], "training mode on one example ignores it");
 
     // the BatchNorm1d bug: [1, T, C] running statistics, fixed to [C]
-    let bug = section(&run, "Fixing the BatchNorm1d bug");
+    let bug = section(&run.transcript, "Fixing the BatchNorm1d bug");
     assert!(bug.contains("buggy BatchNorm1d layers.3.running_mean: [1, 4, 68]"), "{bug}");
     assert!(bug.contains("buggy BatchNorm1d layers.7.running_mean: [1, 2, 68]"), "{bug}");
     for i in [3, 7, 11] {
@@ -89,8 +70,10 @@ fn makemore_wavenet_quick() {
     }
 
     // sampled names: 20, made of a-z only
-    let names: Vec<&str> =
-        section(&run, "Sampling names").lines().filter_map(|l| l.strip_prefix("    ")).collect();
+    let names: Vec<&str> = section(&run.transcript, "Sampling names")
+        .lines()
+        .filter_map(|l| l.strip_prefix("    "))
+        .collect();
     assert_eq!(names.len(), 20, "{names:?}");
     for name in &names {
         assert!(name.chars().all(|c| c.is_ascii_lowercase()), "{name:?}");

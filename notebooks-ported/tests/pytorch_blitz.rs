@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::QuickRun;
+use common::{number_after, QuickRun};
 
 const SECTIONS: [&str; 10] = [
     "(a) Tensors and arrays",
@@ -16,17 +16,6 @@ const SECTIONS: [&str; 10] = [
     "(i) Using a GPU",
     "Training the CNN classifier",
 ];
-
-/// The number after `key` on the first line containing it.
-fn number_after(text: &str, key: &str) -> f64 {
-    let rest = &text[text.find(key).unwrap_or_else(|| panic!("no {key:?}")) + key.len()..];
-    let token: String = rest
-        .trim_start()
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | '-'))
-        .collect();
-    token.parse().unwrap_or_else(|_| panic!("no number after {key:?}: {token:?}"))
-}
 
 #[test]
 fn blitz_answers_hold_in_quick_mode() {

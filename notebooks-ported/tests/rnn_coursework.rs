@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::QuickRun;
+use common::{number_after, numbers_after, QuickRun};
 
 const SECTIONS: [&str; 9] = [
     "Setup",
@@ -18,26 +18,6 @@ const SECTIONS: [&str; 9] = [
     "Theory question 3: RNN vs LSTM vs GRU",
     "Theory question 4: bidirectional models",
 ];
-
-/// The number right after `key` in `text` (from its first occurrence).
-fn number_after(text: &str, key: &str) -> f64 {
-    let at = text.find(key).unwrap_or_else(|| panic!("no {key:?} in:\n{text}"));
-    parse_number(&text[at + key.len()..], key)
-}
-
-/// The number right after every occurrence of `key`.
-fn numbers_after(text: &str, key: &str) -> Vec<f64> {
-    text.match_indices(key).map(|(at, _)| parse_number(&text[at + key.len()..], key)).collect()
-}
-
-fn parse_number(rest: &str, key: &str) -> f64 {
-    let token: String = rest
-        .trim_start()
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | '-' | '+'))
-        .collect();
-    token.parse().unwrap_or_else(|_| panic!("no number after {key:?}: {token:?}"))
-}
 
 /// The line that starts with `prefix`.
 fn line<'a>(text: &'a str, prefix: &str) -> &'a str {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::QuickRun;
+use common::{number_after, QuickRun};
 
 const SECTIONS: [&str; 11] = [
     "The data: MFCC sequences of utterances",
@@ -18,17 +18,6 @@ const SECTIONS: [&str; 11] = [
     "Training and clustering",
     "CPU vs GPU iterations per second",
 ];
-
-/// The number right after `key` on the first line containing it.
-fn number_after(text: &str, key: &str) -> f64 {
-    let at = text.find(key).unwrap_or_else(|| panic!("no {key:?} in\n{text}"));
-    let token: String = text[at + key.len()..]
-        .trim_start()
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | '-'))
-        .collect();
-    token.parse().unwrap_or_else(|_| panic!("no number after {key:?}: {token:?}"))
-}
 
 #[test]
 fn speaker_lab_answers_hold_in_quick_mode() {

@@ -2,6 +2,9 @@
 //! every notebook promises: it exits cleanly, its transcript has the
 //! notebook's sections in order, and every figure it links is a real PNG.
 
+// each test file uses its own share of these helpers
+#![allow(dead_code)]
+
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -72,4 +75,33 @@ impl Drop for QuickRun {
             let _ = std::fs::remove_dir_all(root);
         }
     }
+}
+
+/// The number right after the first occurrence of `key` in `text`.
+pub fn number_after(text: &str, key: &str) -> f64 {
+    let at = text.find(key).unwrap_or_else(|| panic!("no {key:?} in:\n{text}"));
+    parse_number(&text[at + key.len()..], key)
+}
+
+/// The number right after every occurrence of `key` in `text`.
+pub fn numbers_after(text: &str, key: &str) -> Vec<f64> {
+    text.match_indices(key).map(|(at, _)| parse_number(&text[at + key.len()..], key)).collect()
+}
+
+/// The number `rest` starts with (after spaces), e.g. `1.5e-3` in `1.5e-3, ...`.
+fn parse_number(rest: &str, key: &str) -> f64 {
+    let token: String = rest
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | '-' | '+'))
+        .collect();
+    token.parse().unwrap_or_else(|_| panic!("no number after {key:?}: {token:?}"))
+}
+
+/// The text of section `title` of a transcript, up to the next section.
+pub fn section<'a>(transcript: &'a str, title: &str) -> &'a str {
+    let heading = format!("\n## {title}\n");
+    let start = transcript.find(&heading).unwrap_or_else(|| panic!("no section {title:?}"));
+    let rest = &transcript[start + heading.len()..];
+    &rest[..rest.find("\n## ").unwrap_or(rest.len())]
 }
