@@ -23,7 +23,7 @@ pub struct SpecAugment {
     pub time_mask: i64,
 }
 
-/// `rnnlab train`'s default recipe: about a fifth of the 20 coefficients and
+/// `rnnlab train`'s default recipe for LSTM and GRU: about a fifth of the 20 coefficients and
 /// of the 32 frames at most, so every clip keeps most of its word.
 impl Default for SpecAugment {
     fn default() -> Self {
@@ -73,8 +73,8 @@ mod tests {
         assert!(y.equal(&aug.apply(&x, 7, 3)), "same seed and step, same masks");
         assert!(!y.equal(&aug.apply(&x, 7, 4)), "another step, other masks");
         for i in 0..64 {
+            // a masked coefficient is zero in every frame, a masked frame in every coefficient
             let clip = y.get(i); // [T, C]
-                                 // a masked coefficient is zero in every frame, a masked frame in every coefficient
             let zero_cols = clip.sum_dim_intlist(0, false, Kind::Float).eq(0.0).sum(Kind::Int64);
             let zero_rows = clip.sum_dim_intlist(1, false, Kind::Float).eq(0.0).sum(Kind::Int64);
             let (cols, rows) = (zero_cols.int64_value(&[]), zero_rows.int64_value(&[]));

@@ -66,8 +66,8 @@ pub struct TrainArgs {
     /// hidden 32, 2 layers, lr 0.01, batch 100, 5 epochs, validation every 20 steps).
     #[arg(long)]
     pub coursework: bool,
-    /// Recurrent classifiers: train without the default recipe's SpecAugment
-    /// masks (up to 4 MFCC coefficients and 6 frames hidden per clip).
+    /// LSTM and GRU: train without the default recipe's SpecAugment masks (up
+    /// to 4 MFCC coefficients and 6 frames hidden per clip).
     #[arg(long)]
     pub no_augment: bool,
     /// Hidden size.

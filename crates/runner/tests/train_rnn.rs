@@ -105,7 +105,7 @@ fn writes_run_files_and_is_deterministic_on_cpu() {
 }
 
 #[test]
-fn default_recipe_masks_batches_and_no_augment_turns_it_off() {
+fn default_recipe_masks_gated_cells_and_no_augment_turns_it_off() {
     let dir = workspace();
     ok(&train(dir, &["--epochs", "1", "--out", "aug"]));
     ok(&train(dir, &["--epochs", "1", "--no-augment", "--out", "plain"]));
@@ -115,6 +115,9 @@ fn default_recipe_masks_batches_and_no_augment_turns_it_off() {
     };
     assert_eq!(config("aug")["augment"], serde_json::json!({"freq_mask": 4, "time_mask": 6}));
     assert!(config("plain")["augment"].is_null());
+    // the Elman RNNs train unmasked by default
+    ok(&train_model(dir, "rnn_tanh", &["--epochs", "1", "--out", "elman"]));
+    assert!(config("elman")["augment"].is_null());
     // the first step sees the same weights and batch, masked or not
     let (aug, plain) = (metrics(&dir.join("aug")), metrics(&dir.join("plain")));
     assert_ne!(aug[1], plain[1], "masking did not change the first loss");

@@ -41,7 +41,8 @@
 //! The notebook prints its own measured losses beside the lecture's. With 4x
 //! fewer steps the smaller models land a little higher: in a full-mode run
 //! here, stopped after two models, 2.1397 (context 3) and 2.0614 (context 8)
-//! after 50,000 steps, at 1.9 and 2.4 ms a step. Quick mode only checks that everything runs: its losses (about 2.3-2.5)
+//! after 50,000 steps, at 1.9 and 2.4 ms a step. Quick mode only checks
+//! that everything runs: its losses (about 2.3-2.5)
 //! are far above the lecture's.
 
 use anyhow::Context;
