@@ -25,25 +25,23 @@
 //! Training is the lecture's: SGD, lr 0.1 then 0.01 for the last quarter,
 //! batches of 32. The lecture trains every model for 200,000 steps; full mode
 //! gives the four smaller models 50,000 steps each and only the final,
-//! scaled-up model the lecture's 200,000. Measured in quick mode on this
-//! 2-core machine, one thread, while other jobs shared it: 1.4-2 ms a step for
-//! the flat MLPs, 3.3 ms for the hierarchical one (6.4 ms with the lecture's
-//! buggy BatchNorm1d, ten elementwise ops instead of one fused kernel) and
-//! 4-5.6 ms for the scaled-up one, so full mode takes about 25 minutes there
-//! (the lecture's plan, 200,000 steps for all five, about an hour), roughly
-//! half that on an idle machine; the performance log prints the estimate from
-//! the speeds of the run itself.
+//! scaled-up model the lecture's 200,000. A full run on this 2-core machine,
+//! one thread, with other jobs sharing it, took 21 minutes: 0.9-1.7 ms a step
+//! for the flat MLPs, 1.9 ms for the hierarchical one (3.6 ms with the
+//! lecture's buggy BatchNorm1d, ten elementwise ops instead of one fused
+//! kernel) and 4.2 ms for the scaled-up one; the lecture's plan, 200,000 steps
+//! for all five, would take about 41 minutes. The performance log prints the
+//! estimate from the speeds of the run itself.
 //!
-//! What a learner should see: the lecture's validation losses were 2.105
-//! (context 3), 2.027 (context 8, flat), 2.029 (hierarchical), 2.022
-//! (BatchNorm fixed) and 1.993 (scaled up); this repository's `rnnlab train
-//! --model wavenet` measured 1.9917 for the last with the same 200,000 steps.
-//! The notebook prints its own measured losses beside the lecture's. With 4x
-//! fewer steps the smaller models land a little higher: in a full-mode run
-//! here, stopped after two models, 2.1397 (context 3) and 2.0614 (context 8)
-//! after 50,000 steps, at 1.9 and 2.4 ms a step. Quick mode only checks
-//! that everything runs: its losses (about 2.3-2.5)
-//! are far above the lecture's.
+//! What a learner should see, measured in that full run beside the lecture's
+//! validation losses: context 3, flat 2.1397 (lecture 2.105); context 8, flat
+//! 2.0614 (2.027); hierarchical 2.0616 (2.029); BatchNorm fixed 2.0516
+//! (2.022; the fix lowered the loss by 0.010 against the lecture's 0.007);
+//! scaled up 1.9927 (1.993) after the full 200,000 steps. The four smaller
+//! models, with a quarter of the lecture's steps, land 0.03 above it; the
+//! last matches it. Then names such as "jermair", "daniah", "enoxia". Quick
+//! mode only checks that everything runs: its losses (about 2.3-2.5) are far
+//! above the lecture's.
 
 use anyhow::Context;
 use figures::{row_average, LineChart, LossCurve, Series};
