@@ -18,7 +18,7 @@ use anyhow::{bail, Context};
 use std::fmt::Display;
 use std::fs::{self, File};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use tch::{Cuda, Device};
 
 /// makemore's names, relative to the repository root, where every notebook
@@ -35,7 +35,6 @@ macro_rules! say {
 
 /// One running notebook: its output folder, mode, device and transcript.
 pub struct Notebook {
-    name: String,
     out: PathBuf,
     quick: bool,
     device: Device,
@@ -63,7 +62,7 @@ impl Notebook {
             Err(_) => 1,
         };
         tch::set_num_threads(threads);
-        let mut nb = Self { name: name.to_owned(), out, quick, device, transcript };
+        let mut nb = Self { out, quick, device, transcript };
         nb.say(format!("# {title}"));
         nb.say(format!(
             "\n_{} mode on {:?}, {threads} thread(s); outputs in {}_",
@@ -72,11 +71,6 @@ impl Notebook {
             nb.out.display()
         ));
         Ok(nb)
-    }
-
-    /// The notebook's name (its folder under `results/notebooks/`).
-    pub fn name(&self) -> &str {
-        &self.name
     }
 
     /// Whether `QUICK=1`: small data and few steps.
@@ -96,11 +90,6 @@ impl Notebook {
     /// The device every tensor of the notebook lives on.
     pub fn device(&self) -> Device {
         self.device
-    }
-
-    /// The output folder, `results/notebooks/<name>/`.
-    pub fn out_dir(&self) -> &Path {
-        &self.out
     }
 
     /// A file in the output folder.
@@ -147,4 +136,15 @@ fn device_from_env() -> anyhow::Result<Device> {
         Ok("cuda") => bail!("DEVICE=cuda: libtorch sees no CUDA device; use DEVICE=cpu"),
         Ok(other) => bail!("DEVICE={other:?}: expected auto, cpu or cuda"),
     }
+}
+
+/// Trainable parameters of a VarStore, as PyTorch's
+/// `sum(p.numel() for p in model.parameters())`.
+pub fn parameter_count(vs: &tch::nn::VarStore) -> i64 {
+    vs.trainable_variables().iter().map(|t| t.numel() as i64).sum()
+}
+
+/// The first line of an error: libtorch appends a C++ backtrace.
+pub fn first_line(error: &impl Display) -> String {
+    error.to_string().lines().next().unwrap_or_default().to_owned()
 }

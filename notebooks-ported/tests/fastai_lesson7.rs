@@ -75,10 +75,9 @@ fn fastai_lesson7_quick() {
     // backward through a state that was not detached is an error, from libtorch
     let failed = after(t, "chunk 1 without detach: backward failed: ");
     assert!(failed.contains("Trying to backward through the graph a second time"), "{failed}");
-    assert!(t.contains("chunk 1 with the state detached: backward ok"));
-    // (how much slower the growing graph makes backward is printed and drawn,
-    // not asserted: timings belong to benchmarks, not tests)
-    assert!(t.contains("not detached: the last 3 backwards took "), "{t}");
+    // (the detached backward succeeding is the run succeeding; how much slower
+    // the growing graph makes backward is printed and drawn, not asserted:
+    // timings belong to benchmarks, not tests)
 
     // SGDR: every cycle starts at the base rate and anneals far below it
     let base: f64 = after(t, "SGDR: base lr ").split(',').next().unwrap().parse().unwrap();

@@ -42,7 +42,7 @@ use models::makemore::{
     FlattenConsecutive, Linear, LinearConfig, Sequential, Tanh, Vocab,
 };
 use models::{torch_linear, Adam};
-use notebooks::{say, Notebook};
+use notebooks::{first_line, parameter_count, say, Notebook};
 use std::path::Path;
 use std::time::Instant;
 use tch::nn::{self, ModuleT, OptimizerConfig};
@@ -257,11 +257,6 @@ fn cycle_ends(t_0: usize, t_mult: usize, n: usize) -> Vec<usize> {
             end
         })
         .collect()
-}
-
-/// The first line of an error (libtorch appends a C++ backtrace).
-fn first_line(e: &impl std::fmt::Display) -> String {
-    e.to_string().lines().next().unwrap_or_default().to_owned()
 }
 
 /// The small tanh MLP of makemore part 3 (`Embedding`, `FlattenConsecutive`,
@@ -484,7 +479,7 @@ fn main() -> Result<()> {
     say!(nb, "state carried to the next chunk: h {:?}", state.size());
     let loss0 = CharLM::<GRUCell>::loss(&logits, y0).double_value(&[]);
     say!(nb, "loss before training {loss0:.4} (ln 27 = {:.4})", (vocab.len() as f64).ln());
-    let n_params: i64 = vs_demo.trainable_variables().iter().map(|t| t.numel() as i64).sum();
+    let n_params: i64 = parameter_count(&vs_demo);
     say!(
         nb,
         "{n_params} parameters: i_h (embedding), rnn (GRUCell: weight_ih, weight_hh, \

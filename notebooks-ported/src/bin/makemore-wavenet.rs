@@ -49,7 +49,7 @@ use models::makemore::{
     build_dataset, load_words, split_words, BatchNorm1d, BatchNorm1dConfig, Embedding,
     FlattenConsecutive, Linear, LinearConfig, Sequential, Tanh, Vocab, WaveNet, WaveNetConfig,
 };
-use notebooks::{say, Notebook};
+use notebooks::{parameter_count, say, Notebook};
 use std::path::Path;
 use std::time::Instant;
 use tch::nn::{self, ModuleT, OptimizerConfig};
@@ -179,11 +179,6 @@ struct Stage {
     lecture: (f64, f64),
 }
 
-/// Trainable parameters in a VarStore, as `sum(p.nelement() for p in parameters)`.
-fn count_parameters(vs: &nn::VarStore) -> i64 {
-    vs.trainable_variables().iter().map(|t| t.numel() as i64).sum()
-}
-
 // The training loop is the lecture's: a minibatch of 32 examples drawn with
 // replacement, forward, cross-entropy, backward, and plain SGD `p -= lr * grad`
 // with a step decay of the learning rate, 0.1 then 0.01 for the last quarter
@@ -258,7 +253,7 @@ fn run_stage(
     steps: usize,
     lecture: (f64, f64),
 ) -> anyhow::Result<Stage> {
-    let params = count_parameters(vs);
+    let params = parameter_count(vs);
     say!(nb, "parameters counted in the VarStore: {params}");
     let (lossi, ms_per_step) = train(nb, vs, forward, train_set, steps)?;
     let (train, val) = (split_loss(nb, forward, train_set), split_loss(nb, forward, val_set));
@@ -391,7 +386,7 @@ fn layers_and_containers(nb: &mut Notebook, data: &Data, starter: &Starter) -> a
     let xb = xb.narrow(0, 0, 4); // [4, 3]: the first 4 contexts
     say!(nb, "the layers and their outputs for a batch of 4 contexts {:?}:", xb.size());
     print_shapes(nb, &model, &xb);
-    say!(nb, "parameters counted in the Sequential's VarStore: {}", count_parameters(&vs));
+    say!(nb, "parameters counted in the Sequential's VarStore: {}", parameter_count(&vs));
     let forward = |x: &Tensor, train: bool| model.forward_t(x, train);
     let val = split_loss(nb, forward, &starter.val_set);
     let diff = (val - starter.stage.val).abs();

@@ -18,7 +18,7 @@
 
 use anyhow::Context;
 use figures::{LineChart, Series};
-use notebooks::{say, Notebook};
+use notebooks::{first_line, parameter_count, say, Notebook};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::time::Instant;
@@ -127,7 +127,7 @@ fn the_module(nb: &mut Notebook, vs: &nn::VarStore) {
     for (name, size) in &names {
         say!(nb, "  {name:<14} {size:?}");
     }
-    let total: i64 = vs.trainable_variables().iter().map(Tensor::numel).map(|n| n as i64).sum();
+    let total: i64 = parameter_count(vs);
     say!(nb, "{} tensors, {total} trainable parameters", names.len());
 }
 
@@ -169,7 +169,7 @@ fn flattening(nb: &mut Notebook, net: &Net) {
     let wrong = f.flatten(0, -1); // [3200]: the batch is gone
     match wrong.f_unsqueeze(0).and_then(|w| w.f_linear(&net.fc1.ws, net.fc1.bs.as_ref())) {
         Ok(t) => say!(nb, "flattening the batch too gave {:?}", t.size()),
-        Err(e) => say!(nb, "flattening the batch too fails: {}", first_line(&e.to_string())),
+        Err(e) => say!(nb, "flattening the batch too fails: {}", first_line(&e)),
     }
 }
 
@@ -393,7 +393,7 @@ fn using_a_gpu(nb: &mut Notebook) -> anyhow::Result<()> {
         match cpu.f_add(&gpu) {
             Ok(_) => say!(nb, "adding a CPU and a GPU tensor worked"),
             Err(e) => {
-                say!(nb, "adding a CPU and a GPU tensor fails: {}", first_line(&e.to_string()))
+                say!(nb, "adding a CPU and a GPU tensor fails: {}", first_line(&e))
             }
         }
     }
@@ -477,9 +477,4 @@ fn to_vec(t: &Tensor) -> anyhow::Result<Vec<f64>> {
         &t.detach().to_kind(Kind::Double).to_device(Device::Cpu).flatten(0, -1),
     )?;
     Ok(v.into_iter().map(|x| (x * 1e4).round() / 1e4).collect())
-}
-
-/// The first line of a libtorch error (the rest is a C++ backtrace).
-fn first_line(msg: &str) -> &str {
-    msg.lines().next().unwrap_or(msg)
 }

@@ -44,7 +44,7 @@ use data::synth::{generate, SynthConfig};
 use figures::{row_average, LineChart, Series};
 use models::lr_scheduler::CosineAnnealingWarmRestarts;
 use models::{classifier, Adam, BidirRecurrentModel, CellStack, Engine, Mode, RNNModel, RnnConfig};
-use notebooks::{say, Notebook};
+use notebooks::{parameter_count, say, Notebook};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -271,7 +271,7 @@ fn main() -> anyhow::Result<()> {
         hi
     );
     let bs = recipe.batch_size;
-    let mut splits = Splits {
+    let splits = Splits {
         valid: DataLoader::new(&valid_set, bs, device)?.standardize(&stats),
         test: DataLoader::new(&test_set, bs, device)?.standardize(&stats),
         train_set,
@@ -320,7 +320,7 @@ fn main() -> anyhow::Result<()> {
     // The differences are f32 rounding: around 1e-7.
     // ---------------------------------------------------------------------
     nb.section("Question 1: the cells");
-    let (clips, _) = splits.valid.iter().next().context("the validation split is empty")?;
+    let clips = splits.valid.tensors().0;
     let clips = clips.narrow(0, 0, 8.min(clips.size()[0])); // [B, 32, 20]
     let (b, h) = (clips.size()[0], recipe.hidden_size);
     let x0 = clips.select(1, 0); // [B, 20]
@@ -584,7 +584,7 @@ fn main() -> anyhow::Result<()> {
     for run in &runs {
         let (_, initial) = build(device, run.config, false, recipe.seed);
         for (trained, model) in [(false, &initial), (true, &run.model)] {
-            let g = gradient_per_frame(model.as_ref(), &vx, &vy); // [T]
+            let g = gradient_per_frame(model.as_ref(), &vx, &vy)?; // [T]
             let last = g[g.len() - 1];
             let rel: Vec<String> =
                 [0, 8, 16, 24].iter().map(|&t| format!("{:.1e}", g[t] / last)).collect();
@@ -940,11 +940,6 @@ fn unroll(xs: &Tensor, h0: &Tensor, step: impl Fn(&Tensor, &Tensor) -> Tensor) -
     Tensor::stack(&out, 1) // [B, T, H]
 }
 
-/// Trainable parameters in a variable store.
-fn parameter_count(vs: &nn::VarStore) -> i64 {
-    vs.trainable_variables().iter().map(|t| t.numel() as i64).sum()
-}
-
 /// The parameter count by the formula: per layer G·H·(inputs + H) + 2·G·H,
 /// one stack per direction, and `fc`.
 fn formula_count(c: &RnnConfig, bidirectional: bool) -> i64 {
@@ -1020,18 +1015,18 @@ fn train(
     let (mut best_valid, mut test_at_best, mut best_step) = ((0, 1), (0, 1), 0);
     let started = Instant::now();
     let mut step = 0;
+    // SpecAugment for the gated cells: hide a band of coefficients and a span
+    // of frames of every training clip
+    let augment = config.mode.is_gated().then(SpecAugment::default);
     say!(nb, "\n{label}: {} parameters", parameter_count(&vs));
     for epoch in 0..recipe.epochs {
         for (x, y) in loader.iter() {
             // x [B, 32, 20], y [B]
             step += 1;
             opt.set_lr(cosine.lr_at((step - 1) as f64));
-            // SpecAugment for the gated cells: hide a band of coefficients and
-            // a span of frames
-            let x = if config.mode.is_gated() {
-                SpecAugment::default().apply(&x, recipe.seed, step as u64)
-            } else {
-                x
+            let x = match &augment {
+                Some(aug) => aug.apply(&x, recipe.seed, step as u64),
+                None => x,
             };
             let logits = model.forward_t(&x, true); // [B, 3]
             let loss = logits.cross_entropy_for_logits(&y);
@@ -1135,14 +1130,13 @@ fn accuracy_by_position(model: &dyn ModuleT, xs: &Tensor, ys: &Tensor) -> [(i64,
 }
 
 /// ‖∂loss/∂x_t‖ for every frame t, averaged over the clips of `xs [N, T, C]`.
-fn gradient_per_frame(model: &dyn ModuleT, xs: &Tensor, ys: &Tensor) -> Vec<f64> {
+fn gradient_per_frame(model: &dyn ModuleT, xs: &Tensor, ys: &Tensor) -> anyhow::Result<Vec<f64>> {
     let x = xs.detach().set_requires_grad(true); // [N, T, C]
     let loss = model.forward_t(&x, false).cross_entropy_for_logits(ys);
     let grad = Tensor::run_backward(&[loss], &[&x], false, false).remove(0); // [N, T, C]
     let per_frame = grad.square().sum_dim_intlist([2i64].as_slice(), false, Kind::Float); // [N, T]
     let per_frame = per_frame.sqrt();
-    Vec::<f64>::try_from(per_frame.mean_dim([0i64].as_slice(), false, Kind::Double))
-        .unwrap_or_default()
+    Ok(Vec::<f64>::try_from(per_frame.mean_dim([0i64].as_slice(), false, Kind::Double))?)
 }
 
 /// Which gate of layer 0 [`gate_stats`] reads.

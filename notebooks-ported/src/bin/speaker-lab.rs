@@ -52,7 +52,7 @@ use models::speaker::{
     accuracy, join_embedding, proxy_distances, proxy_logits, proxy_loss, split_directions,
     xavier_bound, SpeakerConfig, SpeakerModel, PAIRWISE_EPS,
 };
-use notebooks::{say, Notebook};
+use notebooks::{parameter_count, say, Notebook};
 use plotters::prelude::*;
 use std::path::Path;
 use std::time::Instant;
@@ -226,7 +226,7 @@ fn main() -> anyhow::Result<()> {
     for (name, t) in &names {
         say!(nb, "  {name:<22} {:?}  requires_grad {}", t.size(), t.requires_grad());
     }
-    let params: i64 = vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
+    let params: i64 = parameter_count(&vs);
     let (i, h) = (config.input_size, config.hidden_size);
     let lstm_formula = 2 * (4 * h * (i + h) + 2 * 4 * h); // two directions
     let proxy_formula = config.num_speakers * config.embedding_size();

@@ -63,9 +63,9 @@ impl QuickRun {
     pub fn assert_png(&self, file: &str) {
         let path = self.dir.join(file);
         let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(bytes.len() > 5_000, "{} is nearly empty ({} bytes)", path.display(), bytes.len());
         let image = &bytes[1..4] == b"PNG" || bytes.starts_with(b"GIF8");
         assert!(image, "{} is not a PNG or GIF", path.display());
-        assert!(bytes.len() > 5_000, "{} is nearly empty ({} bytes)", path.display(), bytes.len());
     }
 }
 
