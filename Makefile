@@ -1,7 +1,7 @@
 # rnnlab: the two commands a fresh clone needs are `make train` and `make test`.
 # Every target sets up first (idempotent): .venv with torch 2.11.0 unless LIBTORCH
 # is set (TORCH_INDEX_URL names another pip index, e.g. a CPU-only wheel), espeak-ng
-# when missing, then the release build of rnnlab.
+# when missing; `build`, which the targets that run rnnlab depend on, then builds it.
 
 CARGO ?= cargo
 PROFILE := --release
@@ -12,9 +12,9 @@ DEVICE ?= auto
 
 setup:
 	@./scripts/setup.sh
-	$(CARGO) build $(PROFILE) -p runner
 
 build: setup
+	$(CARGO) build $(PROFILE) -p runner
 
 ## The main job: train MODEL (gru, lstm, rnn_tanh, rnn_relu, bigru, bilstm) on the
 ## synthetic set (made on first use) or DATA_DIR; ARGS adds any `rnnlab train` flag.
@@ -37,7 +37,7 @@ bench-rnn: build
 	mkdir -p results/bench
 	$(RNNLAB) --device $(DEVICE) bench rnn --steps $(BENCH_STEPS) --threads $(BENCH_THREADS) \
 		> results/bench/rust.json
-	.venv/bin/python scripts/bench_pytorch.py --steps $(BENCH_STEPS) --threads $(BENCH_THREADS) \
+	$(PYTHON) scripts/bench_pytorch.py --steps $(BENCH_STEPS) --threads $(BENCH_THREADS) \
 		> results/bench/pytorch.json
 	python3 scripts/compare_bench.py results/bench/rust.json results/bench/pytorch.json
 

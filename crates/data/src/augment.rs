@@ -12,7 +12,7 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 /// Widths of the masks: each is drawn uniformly from `0..=max`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,16 +46,15 @@ impl SpecAugment {
         };
         let (f0, fw) = bands(c, self.freq_mask);
         let (t0, tw) = bands(t, self.time_mask);
-        let device = x.device();
-        // [B, 1] starts and ends against [len] positions: [B, len] masks
-        let span = |start: Vec<i64>, width: Vec<i64>, len: i64| {
-            let start = Tensor::from_slice(&start).to_device(device).unsqueeze(1);
-            let end = &start + Tensor::from_slice(&width).to_device(device).unsqueeze(1);
-            let pos = Tensor::arange(len, (Kind::Int64, device));
-            pos.ge_tensor(&start).logical_and(&pos.lt_tensor(&end))
-        };
-        let freq = span(f0, fw, c).unsqueeze(1); // [B, 1, C]
-        let time = span(t0, tw, t).unsqueeze(2); // [B, T, 1]
+        // both masks of every clip drawn on the host, uploaded once: [B, T + C]
+        let mut masks = Vec::with_capacity((b * (t + c)) as usize);
+        for i in 0..b as usize {
+            masks.extend((0..t).map(|k| k >= t0[i] && k < t0[i] + tw[i]));
+            masks.extend((0..c).map(|k| k >= f0[i] && k < f0[i] + fw[i]));
+        }
+        let masks = Tensor::from_slice(&masks).view([b, t + c]).to_device(x.device());
+        let time = masks.narrow(1, 0, t).unsqueeze(2); // [B, T, 1]
+        let freq = masks.narrow(1, t, c).unsqueeze(1); // [B, 1, C]
         x.masked_fill(&freq.logical_or(&time), 0.0)
     }
 }
@@ -63,7 +62,7 @@ impl SpecAugment {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::Device;
+    use tch::{Device, Kind};
 
     #[test]
     fn masks_one_band_and_one_span_per_clip_reproducibly() {

@@ -43,11 +43,6 @@ impl Adam {
         self.lr = lr;
     }
 
-    /// Steps taken so far.
-    pub fn steps(&self) -> i64 {
-        self.step
-    }
-
     pub fn zero_grad(&mut self) {
         for (_, p, _, _) in &mut self.slots {
             p.zero_grad();
@@ -76,8 +71,12 @@ impl Adam {
                 }
                 let _ = m.lerp_(&g, 1.0 - b1);
                 let _ = v.g_mul_scalar_(b2).addcmul_(&g, &g.g_mul_scalar(1.0 - b2));
-                let denom = (v.sqrt() / bc2_sqrt) + self.eps;
-                let _ = p.g_sub_(&(&*m / denom * step_size));
+                // PyTorch's `denom = (v.sqrt() / bc2_sqrt).add_(eps)`, then
+                // `p.addcdiv_(m, denom, value=-step_size)`, in place where it can be
+                let mut denom = v.sqrt();
+                let _ = denom.g_div_scalar_(bc2_sqrt).g_add_scalar_(self.eps);
+                let mut update = &*m / &denom;
+                let _ = p.g_sub_(&update.g_mul_scalar_(step_size));
             }
         });
     }

@@ -30,6 +30,7 @@ use data::speakers::{
     generate_speakers, SpeakerCorpus, SpeakerSynthConfig, SplitConfig, Utterance, DEFAULT_ROOT,
     WINDOW_FRAMES, WINDOW_SAMPLES,
 };
+use data::speech_commands::DEFAULT_CACHE_DIR;
 use models::cluster::{kmeans, pca_2d, purity, KMeansConfig};
 use models::lr_scheduler::{Scheduler, StepLR};
 use models::speaker::{accuracy, proxy_logits, SpeakerConfig, SpeakerModel};
@@ -40,8 +41,6 @@ use std::time::Instant;
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 
-/// Where MFCCs of every corpus are cached (shared with the audio models).
-const CACHE_DIR: &str = "data/cache";
 /// Utterances per forward pass when embedding a whole set.
 const EMBED_CHUNK: i64 = 512;
 /// At most this many embedding snapshots per run (plus the one before training).
@@ -251,7 +250,7 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
         seed: t.seed,
     })?;
     let mfcc = MfccConfig::default();
-    let cache = FeatureCache::new(CACHE_DIR, mfcc, Some(WINDOW_SAMPLES))?;
+    let cache = FeatureCache::new(DEFAULT_CACHE_DIR, mfcc, Some(WINDOW_SAMPLES))?;
     let started = Instant::now();
     let (train_f, train_y) = features(&cache, &split.train)?;
     let (eval_f, eval_y) = features(&cache, &split.eval)?;
@@ -333,7 +332,7 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
 
     let (mut step, mut train_secs) = (0usize, 0f64);
     let (mut last_epoch_loss, mut best_acc) = (f64::NAN, -1.0);
-    let (mut heldout_loss, mut heldout_acc) = (f64::NAN, f64::NAN);
+    let (mut heldout_loss, mut heldout_acc, mut purity) = (f64::NAN, f64::NAN, None);
     for epoch in 1..=t.epochs {
         let lr = sched.lr();
         let tick = Instant::now();
@@ -349,7 +348,7 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
         train_secs += tick.elapsed().as_secs_f64();
         last_epoch_loss = losses.iter().sum::<f64>() / losses.len() as f64;
         (heldout_loss, heldout_acc) = evaluate(&model, &eval_set);
-        let purity = unseen_purity(&model, &unseen_set, split.unseen_speakers.len(), t.seed);
+        purity = unseen_purity(&model, &unseen_set, split.unseen_speakers.len(), t.seed);
         for (i, l) in losses.iter().enumerate() {
             step += 1;
             let end = i + 1 == losses.len();
@@ -383,7 +382,6 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
         );
     }
 
-    let purity = unseen_purity(&model, &unseen_set, split.unseen_speakers.len(), t.seed);
     let summary = serde_json::json!({
         "model": "speaker",
         "final_loss": last_epoch_loss,

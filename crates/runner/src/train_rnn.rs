@@ -114,13 +114,14 @@ fn resolve(args: &TrainArgs) -> anyhow::Result<RnnRunConfig> {
     ensure!(epochs > 0, "--epochs must be positive, got {epochs}");
     ensure!(valid_every > 0, "--valid-every must be positive, got {valid_every}");
     let classes: Vec<String> = DEFAULT_CLASSES.iter().map(|c| c.to_string()).collect();
+    let mode = mode_of(args.model)?;
     Ok(RnnRunConfig {
         model: args.model,
         recipe: if cw { "coursework" } else { "default" }.into(),
         bidirectional: args.bidir,
         engine: args.engine.into(),
         rnn: RnnConfig {
-            mode: mode_of(args.model)?,
+            mode,
             input_size: 20,
             hidden_size: hidden,
             num_layers: layers,
@@ -137,8 +138,7 @@ fn resolve(args: &TrainArgs) -> anyhow::Result<RnnRunConfig> {
         classes,
         mfcc: if cw { MfccConfig::coursework() } else { MfccConfig::default() },
         standardizer: None,
-        augment: (!cw && !args.no_augment && mode_of(args.model)?.is_gated())
-            .then(SpecAugment::default),
+        augment: (!cw && !args.no_augment && mode.is_gated()).then(SpecAugment::default),
     })
 }
 

@@ -45,6 +45,7 @@ use data::speakers::{
     generate_speakers, SpeakerCorpus, SpeakerSynthConfig, SplitConfig, Utterance, DEFAULT_ROOT,
     WINDOW_SAMPLES,
 };
+use data::speech_commands::DEFAULT_CACHE_DIR;
 use figures::{register_fonts, COLOURS, FONT};
 use models::cluster::{kmeans, pca_2d, purity, KMeansConfig};
 use models::lr_scheduler::{LrSchedule, Scheduler, StepLR};
@@ -58,9 +59,6 @@ use std::path::Path;
 use std::time::Instant;
 use tch::nn::{self, ModuleT, OptimizerConfig};
 use tch::{Cuda, Device, Kind, Tensor};
-
-/// Where the full corpus's MFCCs are cached (shared with `rnnlab train`).
-const CACHE_DIR: &str = "data/cache";
 
 /// The lab's settings, full and quick.
 struct Settings {
@@ -643,7 +641,7 @@ fn open_corpus(nb: &mut Notebook) -> anyhow::Result<(SpeakerCorpus, FeatureCache
             generate_speakers(&dir, &SpeakerSynthConfig::default())
                 .with_context(|| format!("making the speaker corpus {}", dir.display()))?;
         }
-        (dir, FeatureCache::new(CACHE_DIR, MfccConfig::default(), window)?)
+        (dir, FeatureCache::new(DEFAULT_CACHE_DIR, MfccConfig::default(), window)?)
     };
     let corpus = SpeakerCorpus::open(&dir)
         .with_context(|| format!("reading the speaker corpus {}", dir.display()))?;
