@@ -13,11 +13,21 @@ use tch::Tensor;
 pub trait CellState {
     /// The hidden state `h` `[B, H]`: what the cell outputs at this step.
     fn output(&self) -> &Tensor;
+
+    /// The same state cut from the graph that computed it (`h.detach()`, and
+    /// `c` too for the LSTM): truncated back-propagation through time.
+    fn detach(&self) -> Self
+    where
+        Self: Sized;
 }
 
 impl CellState for Tensor {
     fn output(&self) -> &Tensor {
         self
+    }
+
+    fn detach(&self) -> Self {
+        Tensor::detach(self)
     }
 }
 

@@ -113,6 +113,20 @@ mod tests {
     }
 
     #[test]
+    fn detached_states_keep_their_values_and_drop_the_graph() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let x = Tensor::randn([2, 3], (Kind::Float, Device::Cpu));
+        let lstm = LSTMCell::new(vs.root() / "l", 3, 4, true).forward(&x, None);
+        let cut = lstm.detach();
+        assert!(lstm.h.requires_grad() && lstm.c.requires_grad());
+        assert!(!cut.h.requires_grad() && !cut.c.requires_grad());
+        assert!(cut.h.equal(&lstm.h) && cut.c.equal(&lstm.c));
+        let h = GRUCell::new(vs.root() / "g", 3, 4, true).forward(&x, None);
+        let cut = CellState::detach(&h);
+        assert!(h.requires_grad() && !cut.requires_grad() && cut.equal(&h));
+    }
+
+    #[test]
     fn seq_returns_every_output_and_the_final_state() {
         let vs = nn::VarStore::new(Device::Cpu);
         let cell = GRUCell::new(vs.root(), 3, 4, true);

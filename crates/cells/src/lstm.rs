@@ -32,6 +32,10 @@ impl CellState for LstmState {
     fn output(&self) -> &Tensor {
         &self.h
     }
+
+    fn detach(&self) -> Self {
+        LstmState { h: self.h.detach(), c: self.c.detach() }
+    }
 }
 
 /// Long short-term memory cell with fused gate weights `[4H, ·]` in the order

@@ -10,7 +10,8 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use tch::{Device, Tensor};
+use tch::nn::ModuleT;
+use tch::{Device, Kind, Tensor};
 
 use crate::error::{DataError, Result};
 use crate::mfcc::Features;
@@ -149,6 +150,21 @@ impl DataLoader {
     /// All features `[N, T, C]` and labels `[N]` on the device, in dataset order.
     pub fn tensors(&self) -> (&Tensor, &Tensor) {
         (&self.xs, &self.ys)
+    }
+
+    /// Correct predictions and clips of this split (argmax of `model`'s logits
+    /// against the labels), in evaluation mode without autograd, `batch` clips
+    /// a forward pass; the count stays on the device until the end.
+    pub fn count_correct(&self, model: &dyn ModuleT, batch: i64) -> (i64, i64) {
+        let _guard = tch::no_grad_guard();
+        let n = self.ys.size()[0];
+        let mut correct = Tensor::zeros([], (Kind::Int64, self.ys.device()));
+        for start in (0..n).step_by(batch.max(1) as usize) {
+            let len = batch.min(n - start);
+            let pred = model.forward_t(&self.xs.narrow(0, start, len), false).argmax(-1, false);
+            correct += pred.eq_tensor(&self.ys.narrow(0, start, len)).sum(Kind::Int64);
+        }
+        (correct.int64_value(&[]), n)
     }
 
     /// The next epoch's batches (a fresh order each call when shuffling).

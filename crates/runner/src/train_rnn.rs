@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 use tch::nn::{self, ModuleT};
-use tch::{Device, Kind, Tensor};
+use tch::Device;
 
 /// `--engine`: who runs the recurrence (both give the same numbers).
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -192,18 +192,10 @@ fn load_splits(cfg: &mut RnnRunConfig, device: Device) -> anyhow::Result<Splits>
     Ok(Splits { train, valid, test })
 }
 
-/// Correct predictions and clips of one split, in evaluation mode, without autograd.
+/// Accuracy of one split, counted on its own, in evaluation mode without autograd.
 pub fn accuracy(model: &dyn ModuleT, loader: &DataLoader, batch: i64) -> f64 {
-    let _guard = tch::no_grad_guard();
-    let (xs, ys) = loader.tensors();
-    let n = ys.size()[0];
-    let mut correct = Tensor::zeros([], (Kind::Int64, ys.device()));
-    for start in (0..n).step_by(batch as usize) {
-        let len = batch.min(n - start);
-        let pred = model.forward_t(&xs.narrow(0, start, len), false).argmax(-1, false);
-        correct += pred.eq_tensor(&ys.narrow(0, start, len)).sum(Kind::Int64);
-    }
-    correct.int64_value(&[]) as f64 / n as f64
+    let (correct, n) = loader.count_correct(model, batch);
+    correct as f64 / n as f64
 }
 
 const METRICS: [&str; 7] = ["step", "epoch", "loss", "lr", "valid_acc", "test_acc", "seconds"];

@@ -19,7 +19,8 @@ use crate::train::TrainArgs;
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use models::makemore::{
-    build_dataset, load_words, split_words, Vocab, WaveNet, WaveNetConfig, NO_DECAY_GROUP,
+    build_dataset, load_words, split_loss, split_words, Vocab, WaveNet, WaveNetConfig,
+    NO_DECAY_GROUP,
 };
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -31,8 +32,6 @@ use tch::{Device, Kind, Tensor};
 pub const LOG_BLOCK: usize = 1000;
 /// The lecture's `random.seed(42)` before shuffling the words.
 pub const SPLIT_SEED: u32 = 42;
-/// Examples per forward pass when evaluating a whole split.
-const EVAL_CHUNK: i64 = 16_384;
 
 /// How the model is optimised.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -213,6 +212,8 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
     let mut best_val = f64::INFINITY;
     let mut train_seconds = 0.0;
     let mut tick = Instant::now();
+    // evaluation-mode logits, for the split losses
+    let eval = |x: &Tensor| model.forward_t(x, false);
     for i in 0..schedule.steps {
         let lr = schedule.lr_at(i);
         if lr != last_lr {
@@ -233,7 +234,7 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
         if pending.len() == LOG_BLOCK || eval_now {
             let losses = Vec::<f32>::try_from(Tensor::stack(&pending, 0).to_device(Device::Cpu))?;
             train_seconds += tick.elapsed().as_secs_f64();
-            let val = if eval_now { Some(split_loss(&model, &xva, &yva)) } else { None };
+            let val = if eval_now { Some(split_loss(eval, &xva, &yva)) } else { None };
             for (k, (loss, lr)) in losses.iter().zip(&pending_lr).enumerate() {
                 let s = first_step + k;
                 let v = if s == step { val.map(|v| format!("{v:.6}")) } else { None };
@@ -267,11 +268,8 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
         }
     }
 
-    let (train_loss, val_loss, test_loss) = (
-        split_loss(&model, &xtr, &ytr),
-        split_loss(&model, &xva, &yva),
-        split_loss(&model, &xte, &yte),
-    );
+    let (train_loss, val_loss, test_loss) =
+        (split_loss(eval, &xtr, &ytr), split_loss(eval, &xva, &yva), split_loss(eval, &xte, &yte));
     let summary = serde_json::json!({
         "model": "wavenet",
         "recipe": schedule.recipe,
@@ -295,28 +293,6 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
         run.path().display()
     );
     Ok(())
-}
-
-/// Mean cross-entropy of the model (evaluation mode) over a whole split.
-pub fn split_loss(model: &WaveNet, x: &Tensor, y: &Tensor) -> f64 {
-    let _guard = tch::no_grad_guard();
-    let n = x.size()[0];
-    let mut total = 0.0;
-    let mut start = 0;
-    while start < n {
-        let len = EVAL_CHUNK.min(n - start);
-        let logits = model.forward_t(&x.narrow(0, start, len), false);
-        let loss = logits.cross_entropy_loss::<Tensor>(
-            &y.narrow(0, start, len),
-            None,
-            tch::Reduction::Sum,
-            -100,
-            0.0,
-        );
-        total += loss.double_value(&[]);
-        start += len;
-    }
-    total / n as f64
 }
 
 /// Flags of `rnnlab sample`.

@@ -33,7 +33,7 @@
 //! numbers only show that everything runs, not how well it learns.
 
 use anyhow::{bail, ensure, Context, Result};
-use cells::{CellState, GRUCell, LSTMCell, LstmState, RecurrentCell};
+use cells::{CellState, GRUCell, LSTMCell, RecurrentCell};
 use figures::{row_average, LineChart, Series};
 use models::lr_scheduler::CosineAnnealingWarmRestarts;
 use models::makemore::data::PyRandom;
@@ -83,24 +83,6 @@ fn decode(ids: &Tensor, vocab: &Vocab) -> String {
         .collect()
 }
 
-/// Cuts a recurrent state from the graph that computed it (`h.detach()`; for
-/// the LSTM both `h` and `c`).
-trait Detached {
-    fn detached(&self) -> Self;
-}
-
-impl Detached for Tensor {
-    fn detached(&self) -> Self {
-        self.detach()
-    }
-}
-
-impl Detached for LstmState {
-    fn detached(&self) -> Self {
-        LstmState { h: self.h.detach(), c: self.c.detach() }
-    }
-}
-
 /// The book's `LMModel`: embedding, one recurrent cell, a linear head that
 /// predicts the next character at every position.
 struct CharLM<C> {
@@ -109,10 +91,7 @@ struct CharLM<C> {
     h_o: nn::Linear,
 }
 
-impl<C: RecurrentCell> CharLM<C>
-where
-    C::State: Detached,
-{
+impl<C: RecurrentCell> CharLM<C> {
     /// `make_cell(path, input, hidden)` builds the cell (`GRUCell::new`, ...).
     fn new(
         vs: &nn::VarStore,
@@ -212,10 +191,7 @@ fn train_lm<C: RecurrentCell>(
     cfg: &LmConfig,
     sgdr: &CosineAnnealingWarmRestarts,
     cycle_ends: &[usize],
-) -> Result<LmRun>
-where
-    C::State: Detached,
-{
+) -> Result<LmRun> {
     let mut opt = Adam::new(vs, sgdr.base_lr);
     let mut run = LmRun { losses: Vec::new(), lrs: Vec::new(), cycles: Vec::new() };
     let mut words = train_words.to_vec();
@@ -233,7 +209,7 @@ where
             let (logits, next) = model.forward(x, state); // [bs, bptt, V]
             let loss = CharLM::<C>::loss(&logits, y);
             opt.backward_step(&loss);
-            state = next.detached(); // truncated BPTT: gradients stop here
+            state = next.detach(); // truncated BPTT: gradients stop here
             let step = run.losses.len() as f64;
             run.losses.push((step, loss.double_value(&[])));
             run.lrs.push((step, lr));
@@ -517,7 +493,7 @@ fn main() -> Result<()> {
         Ok(()) => bail!("backward through an undetached state unexpectedly succeeded"),
         Err(e) => say!(nb, "chunk 1 without detach: backward failed: {}", first_line(&e)),
     }
-    let (logits, _) = demo.forward(x1, state.detached());
+    let (logits, _) = demo.forward(x1, state.detach());
     CharLM::<GRUCell>::loss(&logits, y1).f_backward()?;
     say!(nb, "chunk 1 with the state detached: backward ok");
 
@@ -540,7 +516,7 @@ fn main() -> Result<()> {
             }
             Ok((best, next))
         };
-        let (ms_cut, next) = time_backward(cut.detached())?;
+        let (ms_cut, next) = time_backward(cut.detach())?;
         cut = next;
         let (ms_kept, next) = time_backward(kept)?;
         kept = next;

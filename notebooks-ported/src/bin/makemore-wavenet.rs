@@ -223,24 +223,13 @@ fn train(
 // (BatchNorm uses its running statistics) and without gradients. Quick mode
 // scores the first 5,000 examples only.
 fn split_loss(nb: &Notebook, forward: impl Fn(&Tensor, bool) -> Tensor, data: &Examples) -> f64 {
-    let _no_grad = tch::no_grad_guard();
     let n = data.x.size()[0];
     let n = if nb.quick() { n.min(QUICK_EVAL) } else { n };
-    let chunk = 16_384;
-    let mut total = 0.0;
-    for start in (0..n).step_by(chunk as usize) {
-        let len = chunk.min(n - start);
-        let logits = forward(&data.x.narrow(0, start, len), false); // [len, 27]
-        let loss = logits.cross_entropy_loss::<Tensor>(
-            &data.y.narrow(0, start, len),
-            None,
-            tch::Reduction::Sum,
-            -100,
-            0.0,
-        );
-        total += loss.double_value(&[]);
-    }
-    total / n as f64
+    models::makemore::split_loss(
+        |x| forward(x, false),
+        &data.x.narrow(0, 0, n),
+        &data.y.narrow(0, 0, n),
+    )
 }
 
 /// Trains, scores and reports one model of the performance log.

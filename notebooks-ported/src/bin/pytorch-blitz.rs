@@ -424,6 +424,7 @@ fn train_the_cnn(
     let epochs = nb.pick(8, 4);
     let (mut losses, mut accs) = (Vec::new(), Vec::new());
     let mut step = 0;
+    let (test_x, test_y) = (test.0.to_device(device), test.1.to_device(device));
     let start = Instant::now();
     for epoch in 1..=epochs {
         let mut iter = tch::data::Iter2::new(&train.0, &train.1, 32);
@@ -442,9 +443,7 @@ fn train_the_cnn(
             batches += 1;
         }
         let acc = tch::no_grad(|| {
-            net.forward_t(&test.0.to_device(device), false)
-                .accuracy_for_logits(&test.1.to_device(device))
-                .double_value(&[])
+            net.forward_t(&test_x, false).accuracy_for_logits(&test_y).double_value(&[])
         });
         accs.push((step as f64, acc));
         say!(

@@ -52,6 +52,9 @@ use std::time::Instant;
 use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Tensor};
 
+/// Clips a forward pass when scoring a split.
+const EVAL_BATCH: i64 = 1000;
+
 /// The training recipe: `rnnlab train`'s default as the README measured it
 /// (see the Training section).
 struct Recipe {
@@ -497,9 +500,9 @@ fn main() -> anyhow::Result<()> {
     // accuracy (choosing the step by test accuracy would tune on the test
     // set). Each split is counted on its own: the original notebook added
     // the test counts onto the validation counts, so its "test accuracy"
-    // mixed both splits. Here `count_correct` returns one split's (correct,
-    // total), and the printed fractions show the denominators: the size of
-    // the split scored.
+    // mixed both splits. Here `DataLoader::count_correct` returns one
+    // split's (correct, total), and the printed fractions show the
+    // denominators: the size of the split scored.
     //
     // The recipe is `rnnlab train`'s default as the README's accuracy table
     // measured it, not the notebook's settings (raw int16-scale MFCCs,
@@ -511,9 +514,9 @@ fn main() -> anyhow::Result<()> {
     // and a random span of up to 6 frames set to 0 (the mean, after
     // standardising), so that the model cannot lean on one part of a voice's
     // spectrum, which helps on voices it never heard. (The tanh RNN trains
-    // without it: masked, it fell from 84% to 71% test accuracy.) With the same seed and the same order of random
-    // draws this loop makes the same runs as that table's GRU, LSTM and
-    // RNN_TANH rows (seed 0): about 97% test accuracy for GRU and LSTM on
+    // without it: masked, it fell from 84% to 71% test accuracy.) With the
+    // same seed and the same order of random draws this loop makes the same
+    // runs as that table's GRU, LSTM and RNN_TANH rows (seed 0): about 97% test accuracy for GRU and LSTM on
     // the unseen voices and about 84% for the tanh RNN. We train the GRU
     // first, printing every validation, then the tanh RNN and the LSTM with
     // the same recipe for theory question 3.
@@ -973,21 +976,6 @@ fn build(
     (vs, model)
 }
 
-/// Correct predictions and clips of one split, in evaluation mode, without
-/// autograd: the split's own counts, never added to another split's.
-fn count_correct(model: &dyn ModuleT, loader: &DataLoader) -> (i64, i64) {
-    let _guard = tch::no_grad_guard();
-    let (xs, ys) = loader.tensors(); // [N, T, C], [N]
-    let n = ys.size()[0];
-    let mut correct = 0;
-    for start in (0..n).step_by(1000) {
-        let len = 1000.min(n - start);
-        let pred = model.forward_t(&xs.narrow(0, start, len), false).argmax(-1, false); // [len]
-        correct += pred.eq_tensor(&ys.narrow(0, start, len)).sum(Kind::Int64).int64_value(&[]);
-    }
-    (correct, n)
-}
-
 fn ratio((correct, total): (i64, i64)) -> f64 {
     correct as f64 / total.max(1) as f64
 }
@@ -1035,8 +1023,8 @@ fn train(
             ensure!(loss.is_finite(), "{label}: loss became {loss} at step {step}");
             losses.push((step as f64, loss));
             if step % recipe.valid_every == 0 {
-                let v = count_correct(model.as_ref(), &splits.valid);
-                let t = count_correct(model.as_ref(), &splits.test);
+                let v = splits.valid.count_correct(model.as_ref(), EVAL_BATCH);
+                let t = splits.test.count_correct(model.as_ref(), EVAL_BATCH);
                 valid.push((step as f64, ratio(v)));
                 let better = ratio(v) > ratio(best_valid);
                 if better {

@@ -14,6 +14,30 @@ pub use layers::{
 pub use wavenet::{WaveNet, WaveNetConfig, NO_DECAY_GROUP};
 
 use std::path::PathBuf;
+use tch::Tensor;
+
+/// Mean cross-entropy over a whole split `x [N, context]`, `y [N]`, as the
+/// lecture's `split_loss`: `forward` gives evaluation-mode logits (BatchNorm on
+/// its running statistics); no gradients; chunks of 16,384 rows bound memory.
+pub fn split_loss(forward: impl Fn(&Tensor) -> Tensor, x: &Tensor, y: &Tensor) -> f64 {
+    const CHUNK: i64 = 16_384;
+    let _guard = tch::no_grad_guard();
+    let n = x.size()[0];
+    let mut total = 0.0;
+    for start in (0..n).step_by(CHUNK as usize) {
+        let len = CHUNK.min(n - start);
+        let logits = forward(&x.narrow(0, start, len)); // [len, vocab]
+        let loss = logits.cross_entropy_loss::<Tensor>(
+            &y.narrow(0, start, len),
+            None,
+            tch::Reduction::Sum,
+            -100,
+            0.0,
+        );
+        total += loss.double_value(&[]);
+    }
+    total / n as f64
+}
 
 /// Errors from the names file and from model options.
 #[derive(Debug, thiserror::Error)]
