@@ -25,7 +25,9 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::audio::{self, SAMPLE_RATE};
+use crate::cache::FeatureCache;
 use crate::error::{DataError, Result};
+use crate::mfcc::Features;
 use crate::synth::{espeak_available, speak, trim_silence, Voice, INSTALL_HINT};
 
 /// Where `rnnlab data synth-speakers` writes and `train --model speaker` reads by default.
@@ -188,6 +190,16 @@ impl SpeakerCorpus {
         }
         Ok(split)
     }
+}
+
+/// MFCCs (through `cache`) and speaker labels of `utts`, in order.
+pub fn utterance_features(
+    cache: &FeatureCache,
+    utts: &[Utterance],
+) -> Result<(Vec<Features>, Vec<i64>)> {
+    let paths: Vec<&Path> = utts.iter().map(|u| u.path.as_path()).collect();
+    let feats = cache.features_many(&paths)?;
+    Ok((feats, utts.iter().map(|u| u.speaker as i64).collect()))
 }
 
 /// Options of [`SpeakerCorpus::split`].

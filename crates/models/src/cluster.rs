@@ -110,6 +110,21 @@ fn lloyd(x: &Tensor, mut centroids: Tensor, max_iter: usize) -> KMeans {
     KMeans { labels: labels.into_iter().map(|l| l as usize).collect(), centroids, inertia }
 }
 
+/// Purity of k-means with `k` clusters on `points` `[N, D]` against the
+/// labels `[N]` (a label tensor, on any device): how well the embeddings
+/// separate the classes without being told them.
+pub fn kmeans_purity(
+    points: &Tensor,
+    labels: &Tensor,
+    k: usize,
+    config: KMeansConfig,
+) -> Result<f64, tch::TchError> {
+    let km = kmeans(points, k, config);
+    let labels = Vec::<i64>::try_from(&labels.to_device(Device::Cpu).to_kind(Kind::Int64))?;
+    let labels: Vec<usize> = labels.into_iter().map(|l| l as usize).collect();
+    Ok(purity(&km.labels, &labels))
+}
+
 /// Purity of a clustering: for each cluster, the count of its most common true
 /// label, summed over clusters and divided by the number of points. 1 when
 /// every cluster holds one label only.
@@ -182,6 +197,12 @@ mod tests {
         // Same seed, same answer.
         let again = kmeans(&points, 3, KMeansConfig::default());
         assert_eq!(km.labels, again.labels);
+        // from a label tensor, as the speaker model scores its embeddings
+        assert_eq!(kmeans_purity(&points, &idx, 3, KMeansConfig::default()).unwrap(), 1.0);
+        // labels unrelated to the blobs (blocks of 20) make impure clusters
+        let blocks = Tensor::arange(60, (Kind::Int64, Device::Cpu)).divide_scalar_mode(20, "floor");
+        let mixed = kmeans_purity(&points, &blocks, 3, KMeansConfig::default()).unwrap();
+        assert!(mixed < 0.5, "purity {mixed} for labels unrelated to the clusters");
     }
 
     #[test]

@@ -27,16 +27,16 @@ use data::cache::FeatureCache;
 use data::loader::{DataLoader, Standardizer};
 use data::mfcc::{Features, MfccConfig};
 use data::speakers::{
-    generate_speakers, SpeakerCorpus, SpeakerSynthConfig, SplitConfig, Utterance, DEFAULT_ROOT,
-    WINDOW_FRAMES, WINDOW_SAMPLES,
+    generate_speakers, utterance_features, SpeakerCorpus, SpeakerSynthConfig, SplitConfig,
+    DEFAULT_ROOT, WINDOW_FRAMES, WINDOW_SAMPLES,
 };
 use data::speech_commands::DEFAULT_CACHE_DIR;
-use models::cluster::{kmeans, pca_2d, purity, KMeansConfig};
+use models::cluster::{kmeans_purity, pca_2d, KMeansConfig};
 use models::lr_scheduler::{Scheduler, StepLR};
 use models::speaker::{accuracy, proxy_logits, SpeakerConfig, SpeakerModel};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
@@ -106,12 +106,6 @@ impl Set {
     fn len(&self) -> i64 {
         self.y.size()[0]
     }
-}
-
-fn features(cache: &FeatureCache, utts: &[Utterance]) -> anyhow::Result<(Vec<Features>, Vec<i64>)> {
-    let paths: Vec<&Path> = utts.iter().map(|u| u.path.as_path()).collect();
-    let feats = cache.features_many(&paths)?;
-    Ok((feats, utts.iter().map(|u| u.speaker as i64).collect()))
 }
 
 fn to_set(
@@ -197,10 +191,7 @@ fn unseen_purity(model: &SpeakerModel, set: &Set, k: usize, seed: u64) -> Option
         return None;
     }
     let emb = embed_all(model, &set.x);
-    let km = kmeans(&emb, k, KMeansConfig { seed, ..KMeansConfig::default() });
-    let labels: Vec<i64> = Vec::<i64>::try_from(&set.y.to_device(Device::Cpu)).ok()?;
-    let labels: Vec<usize> = labels.into_iter().map(|l| l as usize).collect();
-    Some(purity(&km.labels, &labels))
+    kmeans_purity(&emb, &set.y, k, KMeansConfig { seed, ..KMeansConfig::default() }).ok()
 }
 
 /// Epochs after which embeddings are saved: 0, then every `every` epochs and the last.
@@ -252,9 +243,9 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
     let mfcc = MfccConfig::default();
     let cache = FeatureCache::new(DEFAULT_CACHE_DIR, mfcc, Some(WINDOW_SAMPLES))?;
     let started = Instant::now();
-    let (train_f, train_y) = features(&cache, &split.train)?;
-    let (eval_f, eval_y) = features(&cache, &split.eval)?;
-    let (unseen_f, unseen_y) = features(&cache, &split.unseen)?;
+    let (train_f, train_y) = utterance_features(&cache, &split.train)?;
+    let (eval_f, eval_y) = utterance_features(&cache, &split.eval)?;
+    let (unseen_f, unseen_y) = utterance_features(&cache, &split.unseen)?;
     let stats = cache.stats();
     println!(
         "{}: {} training speakers ({} + {} utterances), {} unseen speakers ({} utterances); \

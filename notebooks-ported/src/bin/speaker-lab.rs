@@ -42,12 +42,12 @@ use data::cache::FeatureCache;
 use data::loader::{DataLoader, Standardizer};
 use data::mfcc::{Features, MfccConfig};
 use data::speakers::{
-    generate_speakers, SpeakerCorpus, SpeakerSynthConfig, SplitConfig, Utterance, DEFAULT_ROOT,
-    WINDOW_SAMPLES,
+    generate_speakers, utterance_features, SpeakerCorpus, SpeakerSynthConfig, SplitConfig,
+    DEFAULT_ROOT, WINDOW_SAMPLES,
 };
 use data::speech_commands::DEFAULT_CACHE_DIR;
 use figures::{register_fonts, COLOURS, FONT};
-use models::cluster::{kmeans, pca_2d, purity, KMeansConfig};
+use models::cluster::{kmeans_purity, pca_2d, KMeansConfig};
 use models::lr_scheduler::{LrSchedule, Scheduler, StepLR};
 use models::speaker::{
     accuracy, join_embedding, proxy_distances, proxy_logits, proxy_loss, split_directions,
@@ -118,9 +118,9 @@ fn main() -> anyhow::Result<()> {
     let (corpus, cache) = open_corpus(&mut nb)?;
     let split =
         corpus.split(&SplitConfig { eval_fraction: 0.2, holdout_speakers: s.holdout, seed: 0 })?;
-    let (train_f, train_y) = features(&cache, &split.train)?;
-    let (held_f, held_y) = features(&cache, &split.eval)?;
-    let (unseen_f, unseen_y) = features(&cache, &split.unseen)?;
+    let (train_f, train_y) = utterance_features(&cache, &split.train)?;
+    let (held_f, held_y) = utterance_features(&cache, &split.eval)?;
+    let (unseen_f, unseen_y) = utterance_features(&cache, &split.unseen)?;
     let standardizer = Standardizer::fit(&train_f);
     let device = nb.device();
     let mut loader = DataLoader::from_features(&train_f, &train_y, s.batch, device)?
@@ -515,8 +515,8 @@ fn main() -> anyhow::Result<()> {
         nb,
         "before training: k-means purity {:.1}% on held-out utterances of the {k_seen} training \
          speakers, {:.1}% on the {k_unseen} unseen speakers (about 1/k by chance: {:.0}%, {:.0}%)",
-        100.0 * cluster_purity(&before.0, &heldout.y, k_seen)?,
-        100.0 * cluster_purity(&before.1, &unseen.y, k_unseen)?,
+        100.0 * kmeans_purity(&before.0, &heldout.y, k_seen, KMeansConfig::default())?,
+        100.0 * kmeans_purity(&before.1, &unseen.y, k_unseen, KMeansConfig::default())?,
         100.0 / k_seen as f64,
         100.0 / k_unseen as f64
     );
@@ -559,8 +559,8 @@ fn main() -> anyhow::Result<()> {
         nb,
         "after training: k-means purity {:.1}% on held-out utterances of the training speakers \
          (k = {k_seen}), {:.1}% on the unseen speakers (k = {k_unseen})",
-        100.0 * cluster_purity(&after.0, &heldout.y, k_seen)?,
-        100.0 * cluster_purity(&after.1, &unseen.y, k_unseen)?
+        100.0 * kmeans_purity(&after.0, &heldout.y, k_seen, KMeansConfig::default())?,
+        100.0 * kmeans_purity(&after.1, &unseen.y, k_unseen, KMeansConfig::default())?
     );
     let panels = [
         ("at initialisation".to_owned(), dots(&before, &heldout.y, &unseen.y)?),
@@ -648,13 +648,6 @@ fn open_corpus(nb: &mut Notebook) -> anyhow::Result<(SpeakerCorpus, FeatureCache
     Ok((corpus, cache))
 }
 
-/// MFCCs and speaker labels of `utts`.
-fn features(cache: &FeatureCache, utts: &[Utterance]) -> anyhow::Result<(Vec<Features>, Vec<i64>)> {
-    let paths: Vec<&Path> = utts.iter().map(|u| u.path.as_path()).collect();
-    let feats = cache.features_many(&paths)?;
-    Ok((feats, utts.iter().map(|u| u.speaker as i64).collect()))
-}
-
 /// A set standardised with the training statistics, on `device`.
 fn to_set(f: &[Features], y: &[i64], std: &Standardizer, device: Device) -> anyhow::Result<Set> {
     let loader = DataLoader::from_features(f, y, 1, device)?.standardize(std);
@@ -665,14 +658,6 @@ fn to_set(f: &[Features], y: &[i64], std: &Standardizer, device: Device) -> anyh
 /// Embeddings of a whole set without gradients: `[N, T, C] -> [N, 4H]`.
 fn embed(model: &SpeakerModel, x: &Tensor) -> Tensor {
     tch::no_grad(|| model.embed(x))
-}
-
-/// Purity of k-means (k clusters) on `emb` `[N, D]` against speakers `labels` `[N]`.
-fn cluster_purity(emb: &Tensor, labels: &Tensor, k: usize) -> anyhow::Result<f64> {
-    let km = kmeans(emb, k, KMeansConfig::default());
-    let labels: Vec<i64> = Vec::<i64>::try_from(&labels.to_device(Device::Cpu))?;
-    let labels: Vec<usize> = labels.into_iter().map(|l| l as usize).collect();
-    Ok(purity(&km.labels, &labels))
 }
 
 /// Times `n` training iterations (forward, backward, Adam) of a fresh model on
