@@ -10,7 +10,10 @@
 //! 2. it keeps `libtorch.so`, and through it `libtorch_cuda.so`, as a dependency.
 //!    The GNU linker's `--as-needed` drops both because no symbol is used
 //!    directly, and then `tch::Cuda::is_available()` is false on every GPU.
-fn main() {
+//!
+//! `crates/cells/build.rs` includes this file as a module and then compiles its
+//! C++ bridge, hence the `pub`.
+pub fn main() {
     // the script's own source is tracked by Cargo; its only input is torch-sys's path
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();

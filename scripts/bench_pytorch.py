@@ -14,6 +14,7 @@ and prints JSON in the shape `rnnlab bench rnn` prints.
 import argparse
 import json
 import math
+import statistics
 import time
 
 import torch
@@ -147,10 +148,14 @@ def seconds_per_step(model, steps, warmup):
 
     for _ in range(warmup):
         step()
-    start = time.perf_counter()
+    # the median step, as `rnnlab bench rnn` reports: other machines' bursts
+    # on shared cores lengthen a few steps, not the middle one
+    times = []
     for _ in range(steps):
+        start = time.perf_counter()
         step()
-    return (time.perf_counter() - start) / steps
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def main():

@@ -77,7 +77,17 @@ pub trait RecurrentCell {
 
     /// Runs the cell over `input [B, T, I]` from `state` (zeros when `None`).
     /// Returns every step's output `[B, T, H]` and the final state.
+    ///
+    /// [`Self::seq_steps`] by default; a cell with a whole-sequence kernel
+    /// (the LSTM on the CPU) runs that instead, with the same values and
+    /// gradients.
     fn seq(&self, input: &Tensor, state: Option<Self::State>) -> (Tensor, Self::State) {
+        self.seq_steps(input, state)
+    }
+
+    /// [`Self::seq`] one [`Self::step_projected`] at a time, differentiated by
+    /// autograd op by op: works on every device and dtype.
+    fn seq_steps(&self, input: &Tensor, state: Option<Self::State>) -> (Tensor, Self::State) {
         let (batch, steps) = (input.size()[0], input.size()[1]);
         let mut state = state.unwrap_or_else(|| self.zero_state(batch));
         let gi = self.project_input(input); // [B, T, G*H], one product for all steps

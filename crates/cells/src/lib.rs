@@ -15,6 +15,7 @@
 mod basic;
 mod cell;
 mod gru;
+mod kernel;
 mod lstm;
 mod weights;
 

@@ -7,7 +7,10 @@
 //!   gradients of a scalar loss with respect to the input sequence, the initial
 //!   state and every parameter equal the gradients through libtorch's cells;
 //! - in f64, those gradients equal central finite differences;
-//! - the readable gate-method path equals the fused fast path.
+//! - the readable gate-method path equals the fused fast path;
+//! - both ways of running a sequence pass: `seq` (on the CPU, the LSTM's
+//!   hand-written sequence kernel with its own backward) and `seq_steps`
+//!   (step by step through autograd).
 //!
 //! Tolerances: f64 1e-10, f32 2e-5 (absolute on values of order one; the
 //! finite-difference check allows 1e-7, the truncation error of h = 1e-6).
@@ -140,9 +143,10 @@ impl<C: Case> Fixture<C> {
         loss
     }
 
-    /// Loss through the hand-written cell's `seq`, with gradients for the
-    /// input, the initial state and every parameter (in that order).
-    fn ours(&self) -> (Tensor, Vec<Tensor>) {
+    /// Loss through the hand-written cell's `seq` (or `seq_steps`), with
+    /// gradients for the input, the initial state and every parameter (in
+    /// that order).
+    fn ours(&self, steps: bool) -> (Tensor, Vec<Tensor>) {
         let x = self.x.detach().set_requires_grad(true);
         let s0: Vec<Tensor> =
             self.state.iter().map(|s| s.detach().set_requires_grad(true)).collect();
@@ -150,7 +154,8 @@ impl<C: Case> Fixture<C> {
         for p in &mut params {
             p.zero_grad();
         }
-        let (out, last) = self.cell.seq(&x, Some(C::from_tensors(&s0)));
+        let run = if steps { C::seq_steps } else { C::seq };
+        let (out, last) = run(&self.cell, &x, Some(C::from_tensors(&s0)));
         let loss = self.loss(&out, &C::to_tensors(&last));
         loss.backward();
         let grads = std::iter::once(&x).chain(&s0).chain(&params).map(Tensor::grad).collect();
@@ -221,20 +226,23 @@ fn check_parity<C: Case>(kind: Kind, device: Device, bias: bool, nl: Nonlinearit
         assert!(d <= tol, "{what}: gate path differs from fast path by {d:e} > {tol:e}");
     }
 
-    // Unrolled sequence: loss and every gradient.
-    let (loss, grads) = f.ours();
+    // Unrolled sequence: loss and every gradient, both ways of running it.
     let (ref_loss, ref_grads) = f.reference();
     let scale = ref_loss.abs().to_kind(Kind::Double).double_value(&[]).max(1.0);
-    let d = max_abs_diff(&loss, &ref_loss);
-    assert!(d <= tol * scale, "{what}: loss over {STEPS} steps differs by {d:e}");
-    assert_eq!(grads.len(), ref_grads.len());
-    for ((g, r), name) in grads.iter().zip(&ref_grads).zip(grad_names(&f)) {
-        assert!(r.defined(), "{what}: libtorch gave no gradient for {name}");
-        let d = max_abs_diff(g, r);
-        assert!(d <= tol, "{what}: d loss / d {name} differs from libtorch by {d:e} > {tol:e}");
-        // Not vacuous: every gradient carries signal.
-        let norm = r.abs().max().to_kind(Kind::Double).double_value(&[]);
-        assert!(norm > 1e-3, "{what}: gradient of {name} is ~0 ({norm:e}); the test is blind");
+    for steps in [false, true] {
+        let what = format!("{what} {}", if steps { "seq_steps" } else { "seq" });
+        let (loss, grads) = f.ours(steps);
+        let d = max_abs_diff(&loss, &ref_loss);
+        assert!(d <= tol * scale, "{what}: loss over {STEPS} steps differs by {d:e}");
+        assert_eq!(grads.len(), ref_grads.len());
+        for ((g, r), name) in grads.iter().zip(&ref_grads).zip(grad_names(&f)) {
+            assert!(r.defined(), "{what}: libtorch gave no gradient for {name}");
+            let d = max_abs_diff(g, r);
+            assert!(d <= tol, "{what}: d loss / d {name} differs from libtorch by {d:e} > {tol:e}");
+            // Not vacuous: every gradient carries signal.
+            let norm = r.abs().max().to_kind(Kind::Double).double_value(&[]);
+            assert!(norm > 1e-3, "{what}: gradient of {name} is ~0 ({norm:e}); the test is blind");
+        }
     }
 }
 
@@ -243,7 +251,7 @@ fn check_parity<C: Case>(kind: Kind, device: Device, bias: bool, nl: Nonlinearit
 fn check_finite_differences<C: Case>(bias: bool, nl: Nonlinearity) {
     let f = Fixture::<C>::new(Kind::Double, Device::Cpu, bias, nl, 29);
     let what = format!("{} bias={bias} {nl:?}", C::NAME);
-    let (_, grads) = f.ours();
+    let (_, grads) = f.ours(false);
     let eps = 1e-6;
     let loss_at = |x: &Tensor, s: &[Tensor]| -> f64 {
         tch::no_grad(|| {
