@@ -79,7 +79,7 @@ pub trait RecurrentCell {
     /// Returns every step's output `[B, T, H]` and the final state.
     ///
     /// [`Self::seq_steps`] by default; a cell with a whole-sequence kernel
-    /// (the LSTM on the CPU) runs that instead, with the same values and
+    /// (the LSTM and the GRU on the CPU) runs that instead, with the same values and
     /// gradients.
     fn seq(&self, input: &Tensor, state: Option<Self::State>) -> (Tensor, Self::State) {
         self.seq_steps(input, state)

@@ -10,6 +10,7 @@
 //! ```
 
 use crate::cell::zeros_like_rows;
+use crate::kernel;
 use crate::{CellWeights, RecurrentCell};
 use std::borrow::Borrow;
 use tch::{nn, Tensor};
@@ -79,6 +80,18 @@ impl RecurrentCell for GRUCell {
 
     fn zero_state(&self, batch: i64) -> Tensor {
         zeros_like_rows(&self.w, batch)
+    }
+
+    /// The hand-written sequence kernel ([`crate::kernel::gru`]) when input,
+    /// state and weights are CPU tensors of f32 or f64; step by step otherwise.
+    fn seq(&self, input: &Tensor, state: Option<Tensor>) -> (Tensor, Tensor) {
+        let state = state.unwrap_or_else(|| self.zero_state(input.size()[0]));
+        let mut tensors = vec![input, &state];
+        tensors.extend(self.w.parameters());
+        match kernel::sequence(&kernel::gru::GRU_SEQUENCE, &tensors) {
+            Some([out, h]) => (out, h),
+            None => self.seq_steps(input, Some(state)),
+        }
     }
 
     /// The fast path: one product for the hidden side, one sigmoid over r and

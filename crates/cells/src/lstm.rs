@@ -126,23 +126,12 @@ impl RecurrentCell for LSTMCell {
     /// state and weights are CPU tensors of f32 or f64; step by step otherwise.
     fn seq(&self, input: &Tensor, state: Option<LstmState>) -> (Tensor, LstmState) {
         let state = state.unwrap_or_else(|| self.zero_state(input.size()[0]));
-        let w = &self.w;
-        let mut tensors = vec![input, &state.h, &state.c, &w.weight_ih, &w.weight_hh];
-        if let (Some(b_ih), Some(b_hh)) = (&w.bias_ih, &w.bias_hh) {
-            tensors.extend([b_ih, b_hh]);
+        let mut tensors = vec![input, &state.h, &state.c];
+        tensors.extend(self.w.parameters());
+        match kernel::sequence(&kernel::lstm::LSTM_SEQUENCE, &tensors) {
+            Some([out, h, c]) => (out, LstmState { h, c }),
+            None => self.seq_steps(input, Some(state)),
         }
-        let kind = input.kind();
-        let fits = input.dim() == 3
-            && input.size()[1] > 0
-            && tensors.iter().all(|t| kernel::supports(t) && t.kind() == kind);
-        if !fits {
-            return self.seq_steps(input, Some(state));
-        }
-        let [out, h, c]: [Tensor; 3] = kernel::apply(&kernel::lstm::LSTM_SEQUENCE, &tensors, 3)
-            .unwrap_or_else(|e| panic!("{e}"))
-            .try_into()
-            .expect("three outputs");
-        (out, LstmState { h, c })
     }
 
     /// The fast path: one `addmm` for all four gates, one sigmoid over them

@@ -9,7 +9,7 @@
 //! - in f64, those gradients equal central finite differences;
 //! - the readable gate-method path equals the fused fast path;
 //! - both ways of running a sequence pass: `seq` (on the CPU, the LSTM's
-//!   hand-written sequence kernel with its own backward) and `seq_steps`
+//!   and GRU's hand-written sequence kernels with their own backward) and `seq_steps`
 //!   (step by step through autograd).
 //!
 //! Tolerances: f64 1e-10, f32 2e-5 (absolute on values of order one; the

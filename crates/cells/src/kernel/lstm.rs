@@ -20,8 +20,9 @@
 //! column sums of `da`.
 
 use super::real::Buf;
+use super::sequence::{by_kind, previous_states, project, simd_dispatch, Dims, Rows, WeightGrads};
 use super::{CustomFunction, Real};
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 /// Inputs `[x [B,T,I], h0 [B,H], c0 [B,H], weight_ih [4H,I], weight_hh [4H,H]]`
 /// and, with bias, `bias_ih [4H], bias_hh [4H]`; outputs
@@ -30,33 +31,9 @@ pub(crate) struct LstmSequence;
 
 pub(crate) static LSTM_SEQUENCE: LstmSequence = LstmSequence;
 
-/// Sizes read off the inputs.
-#[derive(Clone, Copy)]
-struct Dims {
-    b: usize,
-    t: usize,
-    i: usize,
-    h: usize,
-}
-
-impl Dims {
-    fn of(x: &Tensor, w_hh: &Tensor) -> Result<Self, String> {
-        let (xs, ws) = (x.size(), w_hh.size());
-        if xs.len() != 3 || ws.len() != 2 || ws[0] != 4 * ws[1] {
-            return Err(format!("LSTM kernel: input {xs:?} and weight_hh {ws:?} do not fit"));
-        }
-        let u = |v: i64| v as usize;
-        Ok(Self { b: u(xs[0]), t: u(xs[1]), i: u(xs[2]), h: u(ws[1]) })
-    }
-}
-
 impl CustomFunction for LstmSequence {
     fn forward(&self, inputs: &[Tensor]) -> Result<(Vec<Tensor>, Vec<Tensor>), String> {
-        match inputs[0].kind() {
-            Kind::Float => forward::<f32>(inputs),
-            Kind::Double => forward::<f64>(inputs),
-            k => Err(format!("LSTM kernel: no kernel for {k:?}")),
-        }
+        by_kind!("LSTM", inputs[0].kind(), forward(inputs))
     }
 
     fn backward(
@@ -65,11 +42,7 @@ impl CustomFunction for LstmSequence {
         grads: &[Tensor],
         n_inputs: usize,
     ) -> Result<Vec<Option<Tensor>>, String> {
-        match saved[0].kind() {
-            Kind::Float => backward::<f32>(saved, grads, n_inputs),
-            Kind::Double => backward::<f64>(saved, grads, n_inputs),
-            k => Err(format!("LSTM kernel: no kernel for {k:?}")),
-        }
+        by_kind!("LSTM", saved[0].kind(), backward(saved, grads, n_inputs))
     }
 }
 
@@ -79,23 +52,18 @@ fn forward<T: Real>(inputs: &[Tensor]) -> Result<(Vec<Tensor>, Vec<Tensor>), Str
     }
     let bufs = inputs.iter().map(Buf::<T>::of).collect::<Result<Vec<_>, _>>()?;
     let (x, h0, c0, w_hh) = (&bufs[0], &bufs[1], &bufs[2], &bufs[4]);
-    let Dims { b, t, i, h } = Dims::of(&x.tensor, &w_hh.tensor)?;
-    let (bi, ti, ii, hi) = (b as i64, t as i64, i as i64, h as i64);
+    let d = Dims::of("LSTM", &x.tensor, &w_hh.tensor, 4)?;
+    let Dims { b, t, h, .. } = d;
     let g4 = 4 * h;
 
     // gates[b, t, :] = x[b, t] W_ih^T + b_ih + b_hh: one product for all steps
-    let x2 = x.tensor.view([bi * ti, ii]);
-    let w_ih_t = bufs[3].tensor.tr();
-    let projected = match &bufs[5..] {
-        [b_ih, b_hh] => (&b_ih.tensor + &b_hh.tensor).addmm(&x2, &w_ih_t),
-        _ => x2.mm(&w_ih_t),
+    let bias = match &bufs[5..] {
+        [b_ih, b_hh] => Some(&b_ih.tensor + &b_hh.tensor),
+        _ => None,
     };
-    let mut gates = Buf::<T>::of(&projected.view([bi, ti, 4 * hi]))?;
-    let (mut out, mut cell, mut tanh_c) = (
-        Buf::<T>::empty(&[bi, ti, hi]),
-        Buf::<T>::empty(&[bi, ti, hi]),
-        Buf::<T>::empty(&[bi, ti, hi]),
-    );
+    let mut gates = Buf::<T>::of(&project(&x.tensor, &bufs[3].tensor, bias))?;
+    let (mut out, mut cell, mut tanh_c) =
+        (Buf::<T>::empty(&d.shape(h)), Buf::<T>::empty(&d.shape(h)), Buf::<T>::empty(&d.shape(h)));
     for s in 0..t {
         // gates[:, s] += h_prev W_hh^T
         let (h_prev, rs) = match s {
@@ -121,7 +89,7 @@ fn forward<T: Real>(inputs: &[Tensor]) -> Result<(Vec<Tensor>, Vec<Tensor>), Str
             (gates.slice_mut(), cell.slice_mut(), tanh_c.slice_mut(), out.slice_mut());
         forward_step(rows, gs, c0.slice(), cs, tcs, hs);
     }
-    let last = |buf: &Buf<T>| buf.tensor.select(1, ti - 1).contiguous();
+    let last = |buf: &Buf<T>| buf.tensor.select(1, t as i64 - 1).contiguous();
     let outputs = vec![out.tensor.shallow_clone(), last(&out), last(&cell)];
     let mut saved: Vec<Tensor> = bufs[..5].iter().map(|b| b.tensor.shallow_clone()).collect();
     saved.extend([gates.tensor, cell.tensor, tanh_c.tensor, out.tensor]);
@@ -141,11 +109,11 @@ fn backward<T: Real>(
     let [g_out, g_h, g_c] = &g[..] else {
         return Err(format!("LSTM kernel: {} output gradients, expected 3", g.len()));
     };
-    let Dims { b, t, i, h } = Dims::of(&x.tensor, &w_hh.tensor)?;
-    let (bi, ti, ii, hi) = (b as i64, t as i64, i as i64, h as i64);
+    let d = Dims::of("LSTM", &x.tensor, &w_hh.tensor, 4)?;
+    let Dims { b, t, h, .. } = d;
     let g4 = 4 * h;
 
-    let mut d_gates = Buf::<T>::empty(&[bi, ti, 4 * hi]);
+    let mut d_gates = Buf::<T>::empty(&d.shape(g4));
     let mut dh = Buf::<T>::of(&g_h.tensor.copy())?;
     let mut dc = Buf::<T>::of(&g_c.tensor.copy())?;
     for s in (0..t).rev() {
@@ -170,45 +138,18 @@ fn backward<T: Real>(
         }
     }
 
-    // Over all steps at once: h_prev is h0 at step 0 and the previous output after.
-    let da = d_gates.tensor.view([bi * ti, 4 * hi]);
-    let h_prev = Tensor::cat(&[h0.tensor.unsqueeze(1), out.tensor.narrow(1, 0, ti - 1)], 1);
-    let mut result = vec![
-        Some(da.mm(&w_ih.tensor).view([bi, ti, ii])),
-        Some(dh.tensor),
-        Some(dc.tensor),
-        Some(da.tr().mm(&x.tensor.view([bi * ti, ii]))),
-        Some(da.tr().mm(&h_prev.view([bi * ti, hi]))),
-    ];
-    if n_inputs == 7 {
-        let db = da.sum_dim_intlist(0, false, T::KIND);
-        result.extend([Some(db.copy()), Some(db)]);
-    }
-    Ok(result)
-}
-
-/// `fn $name(args)` runs `$inner(args)` (an `#[inline(always)]` fn) from a
-/// copy compiled for AVX2 and FMA when the CPU has them: eight f32 lanes
-/// instead of SSE2's four, for loops written to vectorise.
-macro_rules! simd_dispatch {
-    ($name:ident => $inner:ident($($arg:ident: $ty:ty),*)) => {
-        #[allow(clippy::too_many_arguments)]
-        fn $name<T: Real>($($arg: $ty),*) {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[allow(clippy::too_many_arguments)]
-                #[target_feature(enable = "avx2,fma")]
-                unsafe fn avx2<T: Real>($($arg: $ty),*) {
-                    $inner($($arg),*)
-                }
-                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                    // SAFETY: the features were just detected.
-                    return unsafe { avx2($($arg),*) };
-                }
-            }
-            $inner($($arg),*)
-        }
-    };
+    // Both sides of the gates share their pre-activation gradient (b_hh is
+    // folded into the projection), over all steps at once.
+    let h_prev = previous_states(&h0.tensor, &out.tensor);
+    let grads = WeightGrads::new(
+        &d_gates.tensor,
+        &d_gates.tensor,
+        &x.tensor,
+        &h_prev,
+        &w_ih.tensor,
+        n_inputs == 7,
+    );
+    Ok(grads.into_input_order(vec![dh.tensor, dc.tensor]))
 }
 
 simd_dispatch!(forward_step => forward_rows(
@@ -271,15 +212,6 @@ fn backward_rows<T: Real>(
     }
 }
 
-/// Which rows of the `[B, T, ·]` buffers one time step `s` touches.
-#[derive(Clone, Copy)]
-struct Rows {
-    b: usize,
-    t: usize,
-    h: usize,
-    s: usize,
-}
-
 /// The four gates of one example: `row` comes in as pre-activations
 /// `[i | f | g | o]` and leaves activated; writes `c`, `tanh c` and `h`.
 #[inline(always)]
@@ -340,98 +272,5 @@ fn cell_backward<T: Real>(
         dg[j] = dc_j * ig * (T::ONE - gg * gg);
         do_[j] = dh_j * tc * og * (T::ONE - og);
         dc[j] = dc_j * fg;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::kernel::apply;
-    use tch::Device;
-
-    /// The kernel's outputs and the gradients of a weighted sum of them, against
-    /// libtorch's `Tensor::lstm` (one layer, batch first) on the same leaves.
-    fn check(kind: Kind, bias: bool, (b, t, i, h): (i64, i64, i64, i64), tol: f64) {
-        let opts = (kind, Device::Cpu);
-        let mut leaves = vec![
-            Tensor::randn([b, t, i], opts),
-            Tensor::randn([b, h], opts) * 0.5,
-            Tensor::randn([b, h], opts) * 0.5,
-            Tensor::randn([4 * h, i], opts) * 0.4,
-            Tensor::randn([4 * h, h], opts) * 0.4,
-        ];
-        if bias {
-            leaves.extend([Tensor::randn([4 * h], opts) * 0.3, Tensor::randn([4 * h], opts) * 0.3]);
-        }
-        let r = [
-            Tensor::randn([b, t, h], opts),
-            Tensor::randn([b, h], opts),
-            Tensor::randn([b, h], opts),
-        ];
-        let run = |ours: bool| -> (Vec<Tensor>, Vec<Tensor>) {
-            let l: Vec<Tensor> = leaves.iter().map(|t| t.copy().set_requires_grad(true)).collect();
-            let outs = if ours {
-                apply(&LSTM_SEQUENCE, &l.iter().collect::<Vec<_>>(), 3).unwrap()
-            } else {
-                let hx = [l[1].unsqueeze(0), l[2].unsqueeze(0)];
-                let (out, h, c) = l[0].lstm(&hx, &l[3..], bias, 1, 0.0, true, false, true);
-                vec![out, h.squeeze_dim(0), c.squeeze_dim(0)]
-            };
-            let loss = outs
-                .iter()
-                .zip(&r)
-                .map(|(o, r)| (o * r).sum(kind))
-                .fold(Tensor::zeros([], opts), |a, b| a + b);
-            loss.backward();
-            (outs.iter().map(Tensor::detach).collect(), l.iter().map(Tensor::grad).collect())
-        };
-        let ((out, grads), (want, want_grads)) = (run(true), run(false));
-        let diff =
-            |a: &Tensor, b: &Tensor| (a - b).abs().max().to_kind(Kind::Double).double_value(&[]);
-        for (k, (o, w)) in out.iter().zip(&want).enumerate() {
-            assert!(diff(o, w) < tol, "output {k} ({kind:?}, bias {bias}): {}", diff(o, w));
-        }
-        let names = ["x", "h0", "c0", "weight_ih", "weight_hh", "bias_ih", "bias_hh"];
-        for ((g, w), name) in grads.iter().zip(&want_grads).zip(names) {
-            // weight gradients sum B*T terms: relative to their size
-            let size = w.abs().max().double_value(&[]);
-            assert!(size > 1e-3, "gradient of {name} is ~0");
-            let d = diff(g, w);
-            assert!(d < tol * size.max(1.0), "d/d {name} ({kind:?}, bias {bias}): {d} of {size}");
-        }
-    }
-
-    #[test]
-    fn matches_libtorch_lstm_in_values_and_gradients() {
-        for bias in [true, false] {
-            check(Kind::Double, bias, (5, 7, 3, 4), 1e-12);
-            check(Kind::Float, bias, (100, 32, 20, 32), 2e-5);
-            // one step, and a batch of one
-            check(Kind::Double, bias, (1, 1, 2, 3), 1e-12);
-        }
-    }
-
-    #[test]
-    fn double_backward_is_refused_not_wrong() {
-        let opts = (Kind::Double, Device::Cpu);
-        let x = Tensor::randn([2, 3, 4], opts).set_requires_grad(true);
-        let s = Tensor::zeros([2, 5], opts);
-        let (w_ih, w_hh) = (Tensor::randn([20, 4], opts), Tensor::randn([20, 5], opts));
-        let out = apply(&LSTM_SEQUENCE, &[&x, &s, &s, &w_ih, &w_hh], 3).unwrap();
-        let loss = out[0].sum(Kind::Double);
-        let e = Tensor::f_run_backward(&[&loss], &[&x], true, true).unwrap_err().to_string();
-        assert!(e.contains("no double backward"), "{e}");
-        // a plain backward of the same graph works
-        assert_eq!(Tensor::run_backward(&[&loss], &[&x], false, false)[0].size(), [2, 3, 4]);
-    }
-
-    #[test]
-    fn bad_inputs_are_errors_not_crashes() {
-        let x = Tensor::zeros([2, 3, 4], (Kind::Float, Device::Cpu));
-        let w = Tensor::zeros([8, 2], (Kind::Double, Device::Cpu));
-        let e = apply(&LSTM_SEQUENCE, &[&x, &x, &x, &w, &w], 3).unwrap_err();
-        assert!(e.contains("Double"), "{e}");
-        let e = apply(&LSTM_SEQUENCE, &[&x, &x], 3).unwrap_err();
-        assert!(e.contains("2 inputs"), "{e}");
     }
 }

@@ -10,12 +10,16 @@
 //!
 //! tch cannot define an autograd function, so `csrc/custom_function.cpp`
 //! wraps [`CustomFunction`] in a `torch::autograd::Function`: `loss.backward()`
-//! reaches the Rust backward like any other node. Kernels run on contiguous CPU
-//! tensors of f32 or f64; the cells fall back to their step-by-step path
-//! elsewhere (CUDA, half precision).
+//! reaches the Rust backward like any other node. Kernels (the LSTM's and the
+//! GRU's) run on CPU tensors of f32 or f64; the cells fall back to their
+//! step-by-step path elsewhere (CUDA, half precision).
 
+pub(crate) mod gru;
 pub(crate) mod lstm;
 mod real;
+mod sequence;
+#[cfg(test)]
+mod tests;
 
 use std::ffi::{c_char, c_int, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -40,9 +44,24 @@ pub(crate) trait CustomFunction: Sync + 'static {
     ) -> Result<Vec<Option<Tensor>>, String>;
 }
 
-/// Whether a kernel can run on `t`: a CPU tensor of f32 or f64.
-pub(crate) fn supports(t: &Tensor) -> bool {
-    t.device() == Device::Cpu && matches!(t.kind(), Kind::Float | Kind::Double)
+/// Runs the sequence kernel `f` on `[input [B, T, I], states.., weights..]`
+/// when every tensor is on the CPU in the input's dtype, f32 or f64, and the
+/// sequence has a step; `None` otherwise, for the caller's step-by-step path.
+/// A kernel's own failure (shapes that do not fit) panics, as tch's ops do.
+pub(crate) fn sequence<F: CustomFunction, const N: usize>(
+    f: &'static F,
+    tensors: &[&Tensor],
+) -> Option<[Tensor; N]> {
+    let input = tensors[0];
+    let kind = input.kind();
+    let runs = matches!(kind, Kind::Float | Kind::Double)
+        && input.dim() == 3
+        && input.size()[1] > 0
+        && tensors.iter().all(|t| t.device() == Device::Cpu && t.kind() == kind);
+    runs.then(|| {
+        let outs = apply(f, tensors, N).unwrap_or_else(|e| panic!("{e}"));
+        outs.try_into().unwrap_or_else(|_| unreachable!("apply returns N outputs"))
+    })
 }
 
 type ForwardFn = unsafe extern "C" fn(

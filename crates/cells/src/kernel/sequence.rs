@@ -1,0 +1,140 @@
+//! What the sequence kernels share: their sizes, which rows a time step
+//! touches, the input projection before the time loop and the weight
+//! gradients after it, both one libtorch product over every step at once.
+
+use tch::Tensor;
+
+/// Sizes of one layer over a sequence: batch, steps and hidden width.
+#[derive(Clone, Copy)]
+pub(crate) struct Dims {
+    pub b: usize,
+    pub t: usize,
+    pub h: usize,
+}
+
+impl Dims {
+    /// From `x [B, T, I]` and `weight_hh [G*H, H]`.
+    pub fn of(name: &str, x: &Tensor, w_hh: &Tensor, gates: i64) -> Result<Self, String> {
+        let (xs, ws) = (x.size(), w_hh.size());
+        if xs.len() != 3 || xs[1] < 1 || ws.len() != 2 || ws[0] != gates * ws[1] {
+            return Err(format!("{name} kernel: input {xs:?} and weight_hh {ws:?} do not fit"));
+        }
+        let u = |v: i64| v as usize;
+        Ok(Self { b: u(xs[0]), t: u(xs[1]), h: u(ws[1]) })
+    }
+
+    pub fn shape(&self, width: usize) -> [i64; 3] {
+        [self.b as i64, self.t as i64, width as i64]
+    }
+}
+
+/// Which rows of the `[B, T, ·]` buffers time step `s` touches.
+#[derive(Clone, Copy)]
+pub(crate) struct Rows {
+    pub b: usize,
+    pub t: usize,
+    pub h: usize,
+    pub s: usize,
+}
+
+/// `x W_ih^T (+ bias)` for every step at once: `[B, T, I] -> [B, T, G*H]`.
+pub(crate) fn project(x: &Tensor, w_ih: &Tensor, bias: Option<Tensor>) -> Tensor {
+    let (b, t, i) = (x.size()[0], x.size()[1], x.size()[2]);
+    let x2 = x.view([b * t, i]);
+    let out = match bias {
+        Some(bias) => bias.addmm(&x2, &w_ih.tr()),
+        None => x2.mm(&w_ih.tr()),
+    };
+    out.view([b, t, -1])
+}
+
+/// The state each step started from: `h0` at step 0, the previous output after.
+pub(crate) fn previous_states(h0: &Tensor, out: &Tensor) -> Tensor {
+    let t = out.size()[1];
+    Tensor::cat(&[h0.unsqueeze(1), out.narrow(1, 0, t - 1)], 1)
+}
+
+/// The gradients of `x`, `weight_ih`, `weight_hh` and (with bias) both biases,
+/// from the pre-activation gradients of every step: `d_in` of the input side
+/// `x W_ih^T + b_ih`, `d_rec` of the recurrent side `h W_hh^T + b_hh`, both
+/// `[B, T, G*H]`. The gradients of `h0` and of the initial cell state come
+/// first in the kernels' input order, so they are left to the caller.
+pub(crate) struct WeightGrads {
+    pub dx: Tensor,
+    pub dw_ih: Tensor,
+    pub dw_hh: Tensor,
+    pub biases: Option<(Tensor, Tensor)>,
+}
+
+impl WeightGrads {
+    pub fn new(
+        d_in: &Tensor,
+        d_rec: &Tensor,
+        x: &Tensor,
+        h_prev: &Tensor,
+        w_ih: &Tensor,
+        bias: bool,
+    ) -> Self {
+        let (b, t, g) = (d_in.size()[0], d_in.size()[1], d_in.size()[2]);
+        let flat = |m: &Tensor| m.reshape([b * t, -1]);
+        let (d_in, d_rec) = (flat(d_in), flat(d_rec));
+        let kind = d_in.kind();
+        Self {
+            dx: d_in.mm(w_ih).view([b, t, -1]),
+            dw_ih: d_in.tr().mm(&flat(x)),
+            dw_hh: d_rec.tr().mm(&flat(h_prev)),
+            biases: bias.then(|| {
+                let sum = |d: &Tensor| d.sum_dim_intlist(0, false, kind).view([g]);
+                (sum(&d_in), sum(&d_rec))
+            }),
+        }
+    }
+
+    /// `[dx, dh0, (dc0,) dW_ih, dW_hh, (db_ih, db_hh)]`, the kernels' input order.
+    pub fn into_input_order(self, state_grads: Vec<Tensor>) -> Vec<Option<Tensor>> {
+        let mut out = vec![Some(self.dx)];
+        out.extend(state_grads.into_iter().map(Some));
+        out.extend([Some(self.dw_ih), Some(self.dw_hh)]);
+        if let Some((b_ih, b_hh)) = self.biases {
+            out.extend([Some(b_ih), Some(b_hh)]);
+        }
+        out
+    }
+}
+
+/// `$f::<f32>(args)` or `$f::<f64>(args)` by the tensors' `kind`.
+macro_rules! by_kind {
+    ($name:expr, $kind:expr, $f:ident($($arg:expr),*)) => {
+        match $kind {
+            tch::Kind::Float => $f::<f32>($($arg),*),
+            tch::Kind::Double => $f::<f64>($($arg),*),
+            k => Err(format!("{} kernel: no kernel for {k:?}", $name)),
+        }
+    };
+}
+pub(crate) use by_kind;
+
+/// `fn $name(args)` runs `$inner(args)` (an `#[inline(always)]` fn) from a
+/// copy compiled for AVX2 and FMA when the CPU has them: eight f32 lanes
+/// instead of SSE2's four, for loops written to vectorise.
+macro_rules! simd_dispatch {
+    ($name:ident => $inner:ident($($arg:ident: $ty:ty),*)) => {
+        #[allow(clippy::too_many_arguments)]
+        fn $name<T: Real>($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[allow(clippy::too_many_arguments)]
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2<T: Real>($($arg: $ty),*) {
+                    $inner($($arg),*)
+                }
+                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                    // SAFETY: the features were just detected.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            $inner($($arg),*)
+        }
+    };
+}
+pub(crate) use simd_dispatch;
