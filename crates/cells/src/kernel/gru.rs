@@ -23,8 +23,10 @@
 //! ([`WeightGrads`]); unlike the LSTM's, the two sides differ in the `n` rows.
 
 use super::real::Buf;
-use super::sequence::{by_kind, previous_states, project, simd_dispatch, Dims, Rows, WeightGrads};
-use super::{CustomFunction, Real};
+use super::sequence::{
+    previous_states, project, simd_dispatch, Dims, Rows, SequenceKernel, WeightGrads,
+};
+use super::Real;
 use tch::Tensor;
 
 /// Inputs `[x [B,T,I], h0 [B,H], weight_ih [3H,I], weight_hh [3H,H]]` and, with
@@ -33,137 +35,84 @@ pub(crate) struct GruSequence;
 
 pub(crate) static GRU_SEQUENCE: GruSequence = GruSequence;
 
-impl CustomFunction for GruSequence {
-    fn forward(&self, inputs: &[Tensor]) -> Result<(Vec<Tensor>, Vec<Tensor>), String> {
-        by_kind!("GRU", inputs[0].kind(), forward(inputs))
+impl SequenceKernel for GruSequence {
+    const NAME: &'static str = "GRU";
+
+    fn forward<T: Real>(bufs: &[Buf<T>]) -> Result<(Vec<Tensor>, Vec<Tensor>), String> {
+        if bufs.len() != 4 && bufs.len() != 6 {
+            return Err(format!("GRU kernel: {} inputs, expected 4 or 6", bufs.len()));
+        }
+        let (x, h0, w_hh) = (&bufs[0], &bufs[1], &bufs[3]);
+        let d = Dims::of("GRU", &x.tensor, &w_hh.tensor, 3)?;
+        let Dims { b, t, h } = d;
+        let g3 = 3 * h;
+
+        let (b_ih, b_hh) = match &bufs[4..] {
+            [b_ih, b_hh] => (Some(b_ih.tensor.shallow_clone()), Some(b_hh)),
+            _ => (None, None),
+        };
+        // gates: the input side for every step, then r, z, n in place
+        let mut gates = Buf::<T>::of(&project(&x.tensor, &bufs[2].tensor, b_ih))?;
+        let mut gh = Buf::<T>::empty(&[b as i64, g3 as i64]);
+        let (mut out, mut gh_n) = (Buf::<T>::empty(&d.shape(h)), Buf::<T>::empty(&d.shape(h)));
+        for s in 0..t {
+            let rows = Rows { b, t, h, s };
+            // gh = h_prev W_hh^T + b_hh
+            match b_hh {
+                Some(bias) => gh
+                    .slice_mut()
+                    .chunks_exact_mut(g3)
+                    .for_each(|r| r.copy_from_slice(bias.slice())),
+                None => gh.slice_mut().fill(T::ZERO),
+            }
+            rows.recur(h0, &out, w_hh, &mut gh, (0, g3));
+            let (gs, ghs, gh_ns, hs) =
+                (gates.slice_mut(), gh.slice(), gh_n.slice_mut(), out.slice_mut());
+            forward_step(rows, gs, ghs, h0.slice(), gh_ns, hs);
+        }
+        let last = out.tensor.select(1, t as i64 - 1).contiguous();
+        let outputs = vec![out.tensor.shallow_clone(), last];
+        let mut saved: Vec<Tensor> = bufs[..4].iter().map(|b| b.tensor.shallow_clone()).collect();
+        saved.extend([gates.tensor, gh_n.tensor, out.tensor]);
+        Ok((outputs, saved))
     }
 
-    fn backward(
-        &self,
-        saved: &[Tensor],
-        grads: &[Tensor],
+    fn backward<T: Real>(
+        saved: &[Buf<T>],
+        grads: &[Buf<T>],
         n_inputs: usize,
     ) -> Result<Vec<Option<Tensor>>, String> {
-        by_kind!("GRU", saved[0].kind(), backward(saved, grads, n_inputs))
-    }
-}
-
-fn forward<T: Real>(inputs: &[Tensor]) -> Result<(Vec<Tensor>, Vec<Tensor>), String> {
-    if inputs.len() != 4 && inputs.len() != 6 {
-        return Err(format!("GRU kernel: {} inputs, expected 4 or 6", inputs.len()));
-    }
-    let bufs = inputs.iter().map(Buf::<T>::of).collect::<Result<Vec<_>, _>>()?;
-    let (x, h0, w_hh) = (&bufs[0], &bufs[1], &bufs[3]);
-    let d = Dims::of("GRU", &x.tensor, &w_hh.tensor, 3)?;
-    let Dims { b, t, h, .. } = d;
-    let g3 = 3 * h;
-
-    let (b_ih, b_hh) = match &bufs[4..] {
-        [b_ih, b_hh] => (Some(b_ih.tensor.shallow_clone()), Some(b_hh)),
-        _ => (None, None),
-    };
-    // gates: the input side for every step, then r, z, n in place
-    let mut gates = Buf::<T>::of(&project(&x.tensor, &bufs[2].tensor, b_ih))?;
-    let mut gh = Buf::<T>::empty(&[b as i64, g3 as i64]);
-    let (mut out, mut gh_n) = (Buf::<T>::empty(&d.shape(h)), Buf::<T>::empty(&d.shape(h)));
-    for s in 0..t {
-        // gh = h_prev W_hh^T + b_hh
-        match b_hh {
-            Some(bias) => {
-                gh.slice_mut().chunks_exact_mut(g3).for_each(|r| r.copy_from_slice(bias.slice()))
-            }
-            None => gh.slice_mut().fill(T::ZERO),
-        }
-        let (h_prev, rs) = match s {
-            0 => (h0.ptr(), h),
-            _ => (unsafe { out.ptr().add((s - 1) * h) }, t * h),
+        let [x, h0, w_ih, w_hh, gates, gh_n, out] = saved else {
+            return Err(format!("GRU kernel: {} saved tensors, expected 7", saved.len()));
         };
-        // SAFETY: rows s - 1 of out (or h0) and the whole of gh and W_hh, as shaped.
-        unsafe {
-            T::gemm(
-                b,
-                h,
-                g3,
-                T::ONE,
-                (h_prev, rs as isize, 1),
-                (w_hh.ptr(), 1, h as isize),
-                T::ONE,
-                (gh.ptr_mut(), g3 as isize, 1),
-            );
-        }
-        let rows = Rows { b, t, h, s };
-        forward_step(
-            rows,
-            gates.slice_mut(),
-            gh.slice(),
-            h0.slice(),
-            gh_n.slice_mut(),
-            out.slice_mut(),
-        );
-    }
-    let outputs = vec![out.tensor.shallow_clone(), out.tensor.select(1, t as i64 - 1).contiguous()];
-    let mut saved: Vec<Tensor> = bufs[..4].iter().map(|b| b.tensor.shallow_clone()).collect();
-    saved.extend([gates.tensor, gh_n.tensor, out.tensor]);
-    Ok((outputs, saved))
-}
+        let [g_out, g_h] = grads else {
+            return Err(format!("GRU kernel: {} output gradients, expected 2", grads.len()));
+        };
+        let d = Dims::of("GRU", &x.tensor, &w_hh.tensor, 3)?;
+        let Dims { b, t, h } = d;
 
-fn backward<T: Real>(
-    saved: &[Tensor],
-    grads: &[Tensor],
-    n_inputs: usize,
-) -> Result<Vec<Option<Tensor>>, String> {
-    let s = saved.iter().map(Buf::<T>::of).collect::<Result<Vec<_>, _>>()?;
-    let [x, h0, w_ih, w_hh, gates, gh_n, out] = &s[..] else {
-        return Err(format!("GRU kernel: {} saved tensors, expected 7", s.len()));
-    };
-    let g = grads.iter().map(Buf::<T>::of).collect::<Result<Vec<_>, _>>()?;
-    let [g_out, g_h] = &g[..] else {
-        return Err(format!("GRU kernel: {} output gradients, expected 2", g.len()));
-    };
-    let d = Dims::of("GRU", &x.tensor, &w_hh.tensor, 3)?;
-    let Dims { b, t, h, .. } = d;
-    let g3 = 3 * h;
-
-    let (mut d_in, mut d_rec) = (Buf::<T>::empty(&d.shape(g3)), Buf::<T>::empty(&d.shape(g3)));
-    let mut dh = Buf::<T>::of(&g_h.tensor.copy())?;
-    for s in (0..t).rev() {
-        let rows = Rows { b, t, h, s };
-        backward_step(
-            rows,
-            gates.slice(),
-            gh_n.slice(),
-            h0.slice(),
-            out.slice(),
-            g_out.slice(),
-            d_in.slice_mut(),
-            d_rec.slice_mut(),
-            dh.slice_mut(),
-        );
-        // dh_prev (holding dh ⊙ z) += d_rec_s W_hh
-        // SAFETY: row s of d_rec and the whole of dh and W_hh, as shaped above.
-        unsafe {
-            T::gemm(
-                b,
-                g3,
-                h,
-                T::ONE,
-                (d_rec.ptr().add(s * g3), (t * g3) as isize, 1),
-                (w_hh.ptr(), h as isize, 1),
-                T::ONE,
-                (dh.ptr_mut(), h as isize, 1),
-            );
+        let [mut d_in, mut d_rec] = [(); 2].map(|_| Buf::<T>::empty(&d.shape(3 * h)));
+        let mut dh = Buf::<T>::of(&g_h.tensor.copy())?;
+        for s in (0..t).rev() {
+            let rows = Rows { b, t, h, s };
+            let (gs, gh_ns, h0s, hs, g_outs) =
+                (gates.slice(), gh_n.slice(), h0.slice(), out.slice(), g_out.slice());
+            let (d_ins, d_recs, dhs) = (d_in.slice_mut(), d_rec.slice_mut(), dh.slice_mut());
+            backward_step(rows, gs, gh_ns, h0s, hs, g_outs, d_ins, d_recs, dhs);
+            // dh_prev (holding dh ⊙ z) += d_rec_s W_hh
+            rows.back(&d_rec, w_hh, T::ONE, &mut dh);
         }
+        let h_prev = previous_states(&h0.tensor, &out.tensor);
+        let grads = WeightGrads::new(
+            &d_in.tensor,
+            &d_rec.tensor,
+            &x.tensor,
+            &h_prev,
+            &w_ih.tensor,
+            n_inputs == 6,
+        );
+        Ok(grads.into_input_order(vec![dh.tensor]))
     }
-    let h_prev = previous_states(&h0.tensor, &out.tensor);
-    let grads = WeightGrads::new(
-        &d_in.tensor,
-        &d_rec.tensor,
-        &x.tensor,
-        &h_prev,
-        &w_ih.tensor,
-        n_inputs == 6,
-    );
-    Ok(grads.into_input_order(vec![dh.tensor]))
 }
 
 simd_dispatch!(forward_step => forward_rows(

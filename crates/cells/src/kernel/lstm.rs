@@ -20,8 +20,10 @@
 //! column sums of `da`.
 
 use super::real::Buf;
-use super::sequence::{by_kind, previous_states, project, simd_dispatch, Dims, Rows, WeightGrads};
-use super::{CustomFunction, Real};
+use super::sequence::{
+    previous_states, project, simd_dispatch, Dims, Rows, SequenceKernel, WeightGrads,
+};
+use super::Real;
 use tch::Tensor;
 
 /// Inputs `[x [B,T,I], h0 [B,H], c0 [B,H], weight_ih [4H,I], weight_hh [4H,H]]`
@@ -31,125 +33,79 @@ pub(crate) struct LstmSequence;
 
 pub(crate) static LSTM_SEQUENCE: LstmSequence = LstmSequence;
 
-impl CustomFunction for LstmSequence {
-    fn forward(&self, inputs: &[Tensor]) -> Result<(Vec<Tensor>, Vec<Tensor>), String> {
-        by_kind!("LSTM", inputs[0].kind(), forward(inputs))
+impl SequenceKernel for LstmSequence {
+    const NAME: &'static str = "LSTM";
+
+    fn forward<T: Real>(bufs: &[Buf<T>]) -> Result<(Vec<Tensor>, Vec<Tensor>), String> {
+        if bufs.len() != 5 && bufs.len() != 7 {
+            return Err(format!("LSTM kernel: {} inputs, expected 5 or 7", bufs.len()));
+        }
+        let (x, h0, c0, w_hh) = (&bufs[0], &bufs[1], &bufs[2], &bufs[4]);
+        let d = Dims::of("LSTM", &x.tensor, &w_hh.tensor, 4)?;
+        let Dims { b, t, h } = d;
+        let g4 = 4 * h;
+
+        // gates[b, t, :] = x[b, t] W_ih^T + b_ih + b_hh: one product for all steps
+        let bias = match &bufs[5..] {
+            [b_ih, b_hh] => Some(&b_ih.tensor + &b_hh.tensor),
+            _ => None,
+        };
+        let mut gates = Buf::<T>::of(&project(&x.tensor, &bufs[3].tensor, bias))?;
+        let [mut out, mut cell, mut tanh_c] = [(); 3].map(|_| Buf::<T>::empty(&d.shape(h)));
+        for s in 0..t {
+            let rows = Rows { b, t, h, s };
+            // gates[:, s] += h_prev W_hh^T
+            rows.recur(h0, &out, w_hh, &mut gates, (s * g4, t * g4));
+            let (gs, cs, tcs, hs) =
+                (gates.slice_mut(), cell.slice_mut(), tanh_c.slice_mut(), out.slice_mut());
+            forward_step(rows, gs, c0.slice(), cs, tcs, hs);
+        }
+        let last = |buf: &Buf<T>| buf.tensor.select(1, t as i64 - 1).contiguous();
+        let outputs = vec![out.tensor.shallow_clone(), last(&out), last(&cell)];
+        let mut saved: Vec<Tensor> = bufs[..5].iter().map(|b| b.tensor.shallow_clone()).collect();
+        saved.extend([gates.tensor, cell.tensor, tanh_c.tensor, out.tensor]);
+        Ok((outputs, saved))
     }
 
-    fn backward(
-        &self,
-        saved: &[Tensor],
-        grads: &[Tensor],
+    fn backward<T: Real>(
+        saved: &[Buf<T>],
+        grads: &[Buf<T>],
         n_inputs: usize,
     ) -> Result<Vec<Option<Tensor>>, String> {
-        by_kind!("LSTM", saved[0].kind(), backward(saved, grads, n_inputs))
-    }
-}
-
-fn forward<T: Real>(inputs: &[Tensor]) -> Result<(Vec<Tensor>, Vec<Tensor>), String> {
-    if inputs.len() != 5 && inputs.len() != 7 {
-        return Err(format!("LSTM kernel: {} inputs, expected 5 or 7", inputs.len()));
-    }
-    let bufs = inputs.iter().map(Buf::<T>::of).collect::<Result<Vec<_>, _>>()?;
-    let (x, h0, c0, w_hh) = (&bufs[0], &bufs[1], &bufs[2], &bufs[4]);
-    let d = Dims::of("LSTM", &x.tensor, &w_hh.tensor, 4)?;
-    let Dims { b, t, h, .. } = d;
-    let g4 = 4 * h;
-
-    // gates[b, t, :] = x[b, t] W_ih^T + b_ih + b_hh: one product for all steps
-    let bias = match &bufs[5..] {
-        [b_ih, b_hh] => Some(&b_ih.tensor + &b_hh.tensor),
-        _ => None,
-    };
-    let mut gates = Buf::<T>::of(&project(&x.tensor, &bufs[3].tensor, bias))?;
-    let (mut out, mut cell, mut tanh_c) =
-        (Buf::<T>::empty(&d.shape(h)), Buf::<T>::empty(&d.shape(h)), Buf::<T>::empty(&d.shape(h)));
-    for s in 0..t {
-        // gates[:, s] += h_prev W_hh^T
-        let (h_prev, rs) = match s {
-            0 => (h0.ptr(), h),
-            _ => (unsafe { out.ptr().add((s - 1) * h) }, t * h),
+        let [x, h0, c0, w_ih, w_hh, gates, cell, tanh_c, out] = saved else {
+            return Err(format!("LSTM kernel: {} saved tensors, expected 9", saved.len()));
         };
-        // SAFETY: the strides address rows s (and s - 1) of buffers of the
-        // shapes made above; gates and out do not overlap.
-        unsafe {
-            T::gemm(
-                b,
-                h,
-                g4,
-                T::ONE,
-                (h_prev, rs as isize, 1),
-                (w_hh.ptr(), 1, h as isize),
-                T::ONE,
-                (gates.ptr_mut().add(s * g4), (t * g4) as isize, 1),
-            );
+        let [g_out, g_h, g_c] = grads else {
+            return Err(format!("LSTM kernel: {} output gradients, expected 3", grads.len()));
+        };
+        let d = Dims::of("LSTM", &x.tensor, &w_hh.tensor, 4)?;
+        let Dims { b, t, h } = d;
+
+        let mut d_gates = Buf::<T>::empty(&d.shape(4 * h));
+        let mut dh = Buf::<T>::of(&g_h.tensor.copy())?;
+        let mut dc = Buf::<T>::of(&g_c.tensor.copy())?;
+        for s in (0..t).rev() {
+            let rows = Rows { b, t, h, s };
+            let (gs, cs, tcs, g_outs, c0s) =
+                (gates.slice(), cell.slice(), tanh_c.slice(), g_out.slice(), c0.slice());
+            let (dgs, dhs, dcs) = (d_gates.slice_mut(), dh.slice_mut(), dc.slice_mut());
+            backward_step(rows, gs, dgs, c0s, cs, tcs, g_outs, dhs, dcs);
+            // dh_prev = da_s W_hh
+            rows.back(&d_gates, w_hh, T::ZERO, &mut dh);
         }
-        let rows = Rows { b, t, h, s };
-        let (gs, cs, tcs, hs) =
-            (gates.slice_mut(), cell.slice_mut(), tanh_c.slice_mut(), out.slice_mut());
-        forward_step(rows, gs, c0.slice(), cs, tcs, hs);
+        // Both sides of the gates share their pre-activation gradient (b_hh is
+        // folded into the projection), over all steps at once.
+        let h_prev = previous_states(&h0.tensor, &out.tensor);
+        let grads = WeightGrads::new(
+            &d_gates.tensor,
+            &d_gates.tensor,
+            &x.tensor,
+            &h_prev,
+            &w_ih.tensor,
+            n_inputs == 7,
+        );
+        Ok(grads.into_input_order(vec![dh.tensor, dc.tensor]))
     }
-    let last = |buf: &Buf<T>| buf.tensor.select(1, t as i64 - 1).contiguous();
-    let outputs = vec![out.tensor.shallow_clone(), last(&out), last(&cell)];
-    let mut saved: Vec<Tensor> = bufs[..5].iter().map(|b| b.tensor.shallow_clone()).collect();
-    saved.extend([gates.tensor, cell.tensor, tanh_c.tensor, out.tensor]);
-    Ok((outputs, saved))
-}
-
-fn backward<T: Real>(
-    saved: &[Tensor],
-    grads: &[Tensor],
-    n_inputs: usize,
-) -> Result<Vec<Option<Tensor>>, String> {
-    let s = saved.iter().map(Buf::<T>::of).collect::<Result<Vec<_>, _>>()?;
-    let [x, h0, c0, w_ih, w_hh, gates, cell, tanh_c, out] = &s[..] else {
-        return Err(format!("LSTM kernel: {} saved tensors, expected 9", s.len()));
-    };
-    let g = grads.iter().map(Buf::<T>::of).collect::<Result<Vec<_>, _>>()?;
-    let [g_out, g_h, g_c] = &g[..] else {
-        return Err(format!("LSTM kernel: {} output gradients, expected 3", g.len()));
-    };
-    let d = Dims::of("LSTM", &x.tensor, &w_hh.tensor, 4)?;
-    let Dims { b, t, h, .. } = d;
-    let g4 = 4 * h;
-
-    let mut d_gates = Buf::<T>::empty(&d.shape(g4));
-    let mut dh = Buf::<T>::of(&g_h.tensor.copy())?;
-    let mut dc = Buf::<T>::of(&g_c.tensor.copy())?;
-    for s in (0..t).rev() {
-        let rows = Rows { b, t, h, s };
-        let (gs, cs, tcs, g_outs, c0s) =
-            (gates.slice(), cell.slice(), tanh_c.slice(), g_out.slice(), c0.slice());
-        let (dgs, dhs, dcs) = (d_gates.slice_mut(), dh.slice_mut(), dc.slice_mut());
-        backward_step(rows, gs, dgs, c0s, cs, tcs, g_outs, dhs, dcs);
-        // dh_prev = da_s W_hh
-        // SAFETY: row s of d_gates and the whole of dh and W_hh, as shaped above.
-        unsafe {
-            T::gemm(
-                b,
-                g4,
-                h,
-                T::ONE,
-                (d_gates.ptr().add(s * g4), (t * g4) as isize, 1),
-                (w_hh.ptr(), h as isize, 1),
-                T::ZERO,
-                (dh.ptr_mut(), h as isize, 1),
-            );
-        }
-    }
-
-    // Both sides of the gates share their pre-activation gradient (b_hh is
-    // folded into the projection), over all steps at once.
-    let h_prev = previous_states(&h0.tensor, &out.tensor);
-    let grads = WeightGrads::new(
-        &d_gates.tensor,
-        &d_gates.tensor,
-        &x.tensor,
-        &h_prev,
-        &w_ih.tensor,
-        n_inputs == 7,
-    );
-    Ok(grads.into_input_order(vec![dh.tensor, dc.tensor]))
 }
 
 simd_dispatch!(forward_step => forward_rows(

@@ -121,6 +121,11 @@ impl<T: Real> Buf<T> {
         Ok(Self { tensor: t.contiguous(), _t: std::marker::PhantomData })
     }
 
+    /// [`Buf::of`] each of `ts`.
+    pub fn all(ts: &[Tensor]) -> Result<Vec<Self>, String> {
+        ts.iter().map(Self::of).collect()
+    }
+
     /// A new tensor of `shape`, uninitialised: for buffers a kernel writes in full.
     pub fn empty(shape: &[i64]) -> Self {
         Self { tensor: Tensor::empty(shape, (T::KIND, Device::Cpu)), _t: std::marker::PhantomData }

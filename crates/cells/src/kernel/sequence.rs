@@ -2,7 +2,49 @@
 //! touches, the input projection before the time loop and the weight
 //! gradients after it, both one libtorch product over every step at once.
 
-use tch::Tensor;
+use super::real::Buf;
+use super::{CustomFunction, Real};
+use tch::{Kind, Tensor};
+
+/// A recurrent layer's kernel over a whole sequence, for f32 and f64: its
+/// tensors arrive as contiguous CPU buffers of one dtype.
+pub(crate) trait SequenceKernel: Sync + 'static {
+    /// For error messages: "LSTM", "GRU".
+    const NAME: &'static str;
+
+    /// Outputs, and the tensors `backward` needs.
+    fn forward<T: Real>(inputs: &[Buf<T>]) -> Result<(Vec<Tensor>, Vec<Tensor>), String>;
+
+    /// The gradient of every input, in the inputs' order.
+    fn backward<T: Real>(
+        saved: &[Buf<T>],
+        grads: &[Buf<T>],
+        n_inputs: usize,
+    ) -> Result<Vec<Option<Tensor>>, String>;
+}
+
+impl<S: SequenceKernel> CustomFunction for S {
+    fn forward(&self, inputs: &[Tensor]) -> Result<(Vec<Tensor>, Vec<Tensor>), String> {
+        match inputs[0].kind() {
+            Kind::Float => S::forward(&Buf::<f32>::all(inputs)?),
+            Kind::Double => S::forward(&Buf::<f64>::all(inputs)?),
+            k => Err(format!("{} kernel: no kernel for {k:?}", S::NAME)),
+        }
+    }
+
+    fn backward(
+        &self,
+        saved: &[Tensor],
+        grads: &[Tensor],
+        n_inputs: usize,
+    ) -> Result<Vec<Option<Tensor>>, String> {
+        match saved[0].kind() {
+            Kind::Float => S::backward(&Buf::<f32>::all(saved)?, &Buf::all(grads)?, n_inputs),
+            Kind::Double => S::backward(&Buf::<f64>::all(saved)?, &Buf::all(grads)?, n_inputs),
+            k => Err(format!("{} kernel: no kernel for {k:?}", S::NAME)),
+        }
+    }
+}
 
 /// Sizes of one layer over a sequence: batch, steps and hidden width.
 #[derive(Clone, Copy)]
@@ -35,6 +77,56 @@ pub(crate) struct Rows {
     pub t: usize,
     pub h: usize,
     pub s: usize,
+}
+
+impl Rows {
+    /// `c[n] += h_prev[n] W_hh^T` for the batch at step `s`: `h_prev` is `h0`
+    /// at step 0 and `out[:, s-1]` after; `c`'s rows (`G*H` wide) start at
+    /// element `offset` and are `rs_c` apart.
+    pub fn recur<T: Real>(
+        self,
+        h0: &Buf<T>,
+        out: &Buf<T>,
+        w_hh: &Buf<T>,
+        c: &mut Buf<T>,
+        (offset, rs_c): (usize, usize),
+    ) {
+        let Rows { b, t, h, s } = self;
+        let g = w_hh.tensor.numel() / h;
+        assert!(h0.tensor.numel() == b * h && out.tensor.numel() == b * t * h);
+        assert!(b == 0 || offset + (b - 1) * rs_c + g <= c.tensor.numel());
+        // SAFETY: the sizes were just checked; c is a buffer of its own.
+        unsafe {
+            let a = match s {
+                0 => (h0.ptr(), h as isize, 1),
+                _ => (out.ptr().add((s - 1) * h), (t * h) as isize, 1),
+            };
+            let c = (c.ptr_mut().add(offset), rs_c as isize, 1);
+            T::gemm(b, h, g, T::ONE, a, (w_hh.ptr(), 1, h as isize), T::ONE, c);
+        }
+    }
+
+    /// `dh (beta) += d[:, s] W_hh`: the recurrent side's pre-activation
+    /// gradient at step `s` (`d [B, T, G*H]`) back to the previous state.
+    pub fn back<T: Real>(self, d: &Buf<T>, w_hh: &Buf<T>, beta: T, dh: &mut Buf<T>) {
+        let Rows { b, t, h, s } = self;
+        let g = w_hh.tensor.size()[0] as usize;
+        assert!(d.tensor.numel() == b * t * g && dh.tensor.numel() == b * h);
+        // SAFETY: the sizes were just checked; dh is its own buffer.
+        unsafe {
+            let a = (d.ptr().add(s * g), (t * g) as isize, 1);
+            T::gemm(
+                b,
+                g,
+                h,
+                T::ONE,
+                a,
+                (w_hh.ptr(), h as isize, 1),
+                beta,
+                (dh.ptr_mut(), h as isize, 1),
+            );
+        }
+    }
 }
 
 /// `x W_ih^T (+ bias)` for every step at once: `[B, T, I] -> [B, T, G*H]`.
@@ -101,18 +193,6 @@ impl WeightGrads {
         out
     }
 }
-
-/// `$f::<f32>(args)` or `$f::<f64>(args)` by the tensors' `kind`.
-macro_rules! by_kind {
-    ($name:expr, $kind:expr, $f:ident($($arg:expr),*)) => {
-        match $kind {
-            tch::Kind::Float => $f::<f32>($($arg),*),
-            tch::Kind::Double => $f::<f64>($($arg),*),
-            k => Err(format!("{} kernel: no kernel for {k:?}", $name)),
-        }
-    };
-}
-pub(crate) use by_kind;
 
 /// `fn $name(args)` runs `$inner(args)` (an `#[inline(always)]` fn) from a
 /// copy compiled for AVX2 and FMA when the CPU has them: eight f32 lanes
