@@ -82,7 +82,7 @@ impl RecurrentCell for GRUCell {
         zeros_like_rows(&self.w, batch)
     }
 
-    /// The hand-written sequence kernel ([`crate::kernel::gru`]) when input,
+    /// The hand-written sequence kernel (`kernel/gru.rs`) when input,
     /// state and weights are CPU tensors of f32 or f64; step by step otherwise.
     fn seq(&self, input: &Tensor, state: Option<Tensor>) -> (Tensor, Tensor) {
         let state = state.unwrap_or_else(|| self.zero_state(input.size()[0]));

@@ -8,6 +8,12 @@
 //! PyTorch state dict loads unchanged. Every cell implements [`RecurrentCell`],
 //! so models are written once, generic over the cell.
 //!
+//! On the CPU, `LSTMCell::seq` and `GRUCell::seq` run a layer's whole sequence
+//! as one autograd node with a hand-written backward (`kernel`, bridged to
+//! libtorch's autograd by `csrc/custom_function.cpp`): the same values and
+//! gradients as the step-by-step path (`seq_steps`), in a few calls instead of
+//! thousands.
+//!
 //! `cargo test -p cells` checks forward values and gradients (through several
 //! unrolled steps) against libtorch's own `lstm_cell`, `gru_cell`,
 //! `rnn_tanh_cell` and `rnn_relu_cell`, and against finite differences in f64.

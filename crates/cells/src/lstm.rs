@@ -122,7 +122,7 @@ impl RecurrentCell for LSTMCell {
         self.w.project_input_with_hidden_bias(input)
     }
 
-    /// The hand-written sequence kernel ([`crate::kernel::lstm`]) when input,
+    /// The hand-written sequence kernel (`kernel/lstm.rs`) when input,
     /// state and weights are CPU tensors of f32 or f64; step by step otherwise.
     fn seq(&self, input: &Tensor, state: Option<LstmState>) -> (Tensor, LstmState) {
         let state = state.unwrap_or_else(|| self.zero_state(input.size()[0]));
