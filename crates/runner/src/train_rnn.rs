@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 use tch::nn::{self, ModuleT};
-use tch::Device;
+use tch::{Device, Kind, Tensor};
 
 /// `--engine`: who runs the recurrence (both give the same numbers).
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -270,7 +270,7 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
     let cosine = CosineAnnealingWarmRestarts::new(cfg.lr, total.max(1) as usize, 1, 0.0);
     let started = Instant::now() - std::time::Duration::from_secs_f64(st.train_seconds);
     let eval_batch = 1000.max(cfg.batch_size);
-    let (mut valid_acc, mut test_acc) = (f64::NAN, f64::NAN);
+    let mut pending = PendingRows::default();
     for epoch in st.epochs_done..cfg.epochs {
         for (x, y) in splits.train.iter() {
             st.step += 1;
@@ -282,33 +282,27 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
             };
             let loss = model.forward_t(&x, true).cross_entropy_for_logits(&y);
             opt.backward_step(&loss);
-            let loss = loss.double_value(&[]);
-            ensure!(loss.is_finite(), "loss became {loss} at step {}: lower --lr", st.step);
-            let (mut v, mut t) = (String::new(), String::new());
+            st.train_seconds = started.elapsed().as_secs_f64();
+            let seconds = st.train_seconds;
+            pending.push(PendingRow { step: st.step, epoch, loss: loss.detach(), lr, seconds });
+            bar.inc(1);
             if st.step % cfg.valid_every == 0 {
-                valid_acc = accuracy(model.as_ref(), &splits.valid, eval_batch);
-                test_acc = accuracy(model.as_ref(), &splits.test, eval_batch);
-                (v, t) = (format!("{valid_acc:.6}"), format!("{test_acc:.6}"));
+                // the losses first: a diverged model is never scored or saved
+                let losses = pending.losses()?;
+                let valid_acc = accuracy(model.as_ref(), &splits.valid, eval_batch);
+                let test_acc = accuracy(model.as_ref(), &splits.test, eval_batch);
                 if valid_acc > st.best_valid_accuracy {
                     st.best_valid_accuracy = valid_acc;
                     st.test_accuracy = test_acc;
                     st.best_step = st.step;
                     run.save_checkpoint(&vs, "best")?;
                 }
+                let last = pending.write(&mut metrics, &losses, Some((valid_acc, test_acc)))?;
+                bar.set_message(format!("loss {last:.4} valid {valid_acc:.3} test {test_acc:.3}"));
             }
-            st.train_seconds = started.elapsed().as_secs_f64();
-            metrics.row(&[
-                st.step.to_string(),
-                epoch.to_string(),
-                format!("{loss:.6}"),
-                format!("{lr:.6e}"),
-                v,
-                t,
-                format!("{:.3}", st.train_seconds),
-            ])?;
-            bar.inc(1);
-            bar.set_message(format!("loss {loss:.4} valid {valid_acc:.3} test {test_acc:.3}"));
         }
+        let losses = pending.losses()?;
+        pending.write(&mut metrics, &losses, None)?;
         st.epochs_done = epoch + 1;
         run.save_checkpoint(&vs, "last")?;
         let (moments, _) = opt.state();
@@ -391,4 +385,67 @@ pub fn eval(args: &EvalArgs, device: Device) -> anyhow::Result<()> {
         loader.num_samples()
     );
     Ok(())
+}
+
+/// One step's `metrics.csv` row before its loss is read.
+struct PendingRow {
+    step: usize,
+    epoch: usize,
+    loss: Tensor,
+    lr: f64,
+    seconds: f64,
+}
+
+/// Training rows whose losses stay on the device until a validation step or
+/// the end of an epoch reads them in one transfer: on CUDA, reading each
+/// step's loss would make the host wait for the GPU every step.
+#[derive(Default)]
+struct PendingRows(Vec<PendingRow>);
+
+impl PendingRows {
+    fn push(&mut self, row: PendingRow) {
+        self.0.push(row);
+    }
+
+    /// The waiting losses, read at once; an error names the first step whose
+    /// loss is not finite.
+    fn losses(&self) -> anyhow::Result<Vec<f64>> {
+        if self.0.is_empty() {
+            return Ok(Vec::new());
+        }
+        let all: Vec<&Tensor> = self.0.iter().map(|r| &r.loss).collect();
+        let stacked = Tensor::stack(&all, 0).to_kind(Kind::Double).to_device(Device::Cpu);
+        let losses = Vec::<f64>::try_from(stacked)?;
+        if let Some((row, loss)) = self.0.iter().zip(&losses).find(|(_, l)| !l.is_finite()) {
+            bail!("loss became {loss} at step {}: lower --lr", row.step);
+        }
+        Ok(losses)
+    }
+
+    /// Writes the rows (the last with `scores`, validation and test accuracy)
+    /// and empties the queue; returns the last loss.
+    fn write(
+        &mut self,
+        metrics: &mut MetricsCsv,
+        losses: &[f64],
+        scores: Option<(f64, f64)>,
+    ) -> anyhow::Result<f64> {
+        let n = self.0.len();
+        for (k, (row, loss)) in self.0.drain(..).zip(losses).enumerate() {
+            let (v, t) = match scores {
+                Some((v, t)) if k + 1 == n => (format!("{v:.6}"), format!("{t:.6}")),
+                _ => (String::new(), String::new()),
+            };
+            metrics.row(&[
+                row.step.to_string(),
+                row.epoch.to_string(),
+                format!("{loss:.6}"),
+                format!("{:.6e}", row.lr),
+                v,
+                t,
+                format!("{:.3}", row.seconds),
+            ])?;
+        }
+        Ok(losses.last().copied().unwrap_or(f64::NAN))
+    }
 }

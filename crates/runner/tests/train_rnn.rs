@@ -218,3 +218,17 @@ fn bad_arguments_give_clear_errors() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("tpu"));
 }
+
+/// Losses are read in blocks (at validation steps and epoch ends), yet a
+/// diverging run still stops with the first step whose loss is not finite,
+/// before scoring or saving the diverged model.
+#[test]
+fn a_diverging_run_names_the_step() {
+    let dir = workspace();
+    let out = train(dir, &["--lr", "1e38", "--epochs", "1", "--out", "diverged"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a run at lr 1e38 finished: {stderr}");
+    assert!(stderr.contains("loss became") && stderr.contains("lower --lr"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!dir.join("diverged/best.safetensors").exists(), "a diverged model was saved");
+}
