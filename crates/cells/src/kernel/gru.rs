@@ -23,9 +23,7 @@
 //! ([`WeightGrads`]); unlike the LSTM's, the two sides differ in the `n` rows.
 
 use super::real::Buf;
-use super::sequence::{
-    previous_states, project, simd_dispatch, Dims, Rows, SequenceKernel, WeightGrads,
-};
+use super::sequence::{previous_states, simd_dispatch, Dims, Rows, SequenceKernel, WeightGrads};
 use super::Real;
 use tch::Tensor;
 
@@ -48,11 +46,11 @@ impl SequenceKernel for GruSequence {
         let g3 = 3 * h;
 
         let (b_ih, b_hh) = match &bufs[4..] {
-            [b_ih, b_hh] => (Some(b_ih.tensor.shallow_clone()), Some(b_hh)),
+            [b_ih, b_hh] => (Some(&b_ih.tensor), Some(b_hh)),
             _ => (None, None),
         };
         // gates: the input side for every step, then r, z, n in place
-        let mut gates = Buf::<T>::of(&project(&x.tensor, &bufs[2].tensor, b_ih))?;
+        let mut gates = Buf::<T>::of(&x.tensor.linear(&bufs[2].tensor, b_ih))?;
         let mut gh = Buf::<T>::empty(&[b as i64, g3 as i64]);
         let (mut out, mut gh_n) = (Buf::<T>::empty(&d.shape(h)), Buf::<T>::empty(&d.shape(h)));
         for s in 0..t {

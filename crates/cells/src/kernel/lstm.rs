@@ -20,9 +20,7 @@
 //! column sums of `da`.
 
 use super::real::Buf;
-use super::sequence::{
-    previous_states, project, simd_dispatch, Dims, Rows, SequenceKernel, WeightGrads,
-};
+use super::sequence::{previous_states, simd_dispatch, Dims, Rows, SequenceKernel, WeightGrads};
 use super::Real;
 use tch::Tensor;
 
@@ -50,7 +48,7 @@ impl SequenceKernel for LstmSequence {
             [b_ih, b_hh] => Some(&b_ih.tensor + &b_hh.tensor),
             _ => None,
         };
-        let mut gates = Buf::<T>::of(&project(&x.tensor, &bufs[3].tensor, bias))?;
+        let mut gates = Buf::<T>::of(&x.tensor.linear(&bufs[3].tensor, bias))?;
         let [mut out, mut cell, mut tanh_c] = [(); 3].map(|_| Buf::<T>::empty(&d.shape(h)));
         for s in 0..t {
             let rows = Rows { b, t, h, s };

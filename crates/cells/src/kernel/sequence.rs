@@ -1,6 +1,6 @@
 //! What the sequence kernels share: their sizes, which rows a time step
-//! touches, the input projection before the time loop and the weight
-//! gradients after it, both one libtorch product over every step at once.
+//! touches, the recurrent products inside the time loop, and the weight
+//! gradients after it (libtorch products over every step at once).
 
 use super::real::Buf;
 use super::{CustomFunction, Real};
@@ -127,17 +127,6 @@ impl Rows {
             );
         }
     }
-}
-
-/// `x W_ih^T (+ bias)` for every step at once: `[B, T, I] -> [B, T, G*H]`.
-pub(crate) fn project(x: &Tensor, w_ih: &Tensor, bias: Option<Tensor>) -> Tensor {
-    let (b, t, i) = (x.size()[0], x.size()[1], x.size()[2]);
-    let x2 = x.view([b * t, i]);
-    let out = match bias {
-        Some(bias) => bias.addmm(&x2, &w_ih.tr()),
-        None => x2.mm(&w_ih.tr()),
-    };
-    out.view([b, t, -1])
 }
 
 /// The state each step started from: `h0` at step 0, the previous output after.
