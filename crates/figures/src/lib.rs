@@ -40,6 +40,34 @@ pub const COLOURS: [RGBColor; 11] = [
 /// Index of the light grey in [`COLOURS`], for raw data under a smoothed curve.
 pub const GREY: usize = 10;
 
+/// tab20's light half: the partners, in order, of the first ten [`COLOURS`].
+const LIGHT: [RGBColor; 10] = [
+    RGBColor(174, 199, 232),
+    RGBColor(255, 187, 120),
+    RGBColor(152, 223, 138),
+    RGBColor(255, 152, 150),
+    RGBColor(197, 176, 213),
+    RGBColor(196, 156, 148),
+    RGBColor(247, 182, 210),
+    RGBColor(199, 199, 199),
+    RGBColor(219, 219, 141),
+    RGBColor(158, 218, 229),
+];
+
+/// Colour of category `i` of `n` (a speaker, say): matplotlib's tab20, strong
+/// colours first, up to 20 categories; beyond, hues a golden-ratio step apart
+/// in two lightnesses, so that neighbours stay apart.
+pub fn category_colour(i: usize, n: usize) -> RGBColor {
+    if n <= 20 {
+        let k = i % 20;
+        return if k < 10 { COLOURS[k] } else { LIGHT[k - 10] };
+    }
+    let light = if i.is_multiple_of(2) { 0.42 } else { 0.62 };
+    let hue = (i as f64 * 0.618_034).fract();
+    let (r, g, b) = HSLColor(hue, 0.75, light).to_backend_color().rgb;
+    RGBColor(r, g, b)
+}
+
 /// Registers the embedded DejaVu Sans as [`FONT`] (every style falls back to
 /// it). Idempotent.
 pub fn register_fonts() -> anyhow::Result<()> {
@@ -303,6 +331,19 @@ impl LossCurve<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn category_colours_are_tab20_then_distinct_hues() {
+        // matplotlib's tab20: (31, 119, 180) then its light partner (174, 199, 232)
+        assert_eq!(category_colour(0, 20), RGBColor(31, 119, 180));
+        assert_eq!(category_colour(10, 20), RGBColor(174, 199, 232));
+        for n in [4, 20, 26, 40] {
+            let mut all: Vec<_> = (0..n).map(|i| category_colour(i, n)).collect();
+            all.sort_by_key(|c| (c.0, c.1, c.2));
+            all.dedup();
+            assert_eq!(all.len(), n, "{n} categories share colours");
+        }
+    }
 
     #[test]
     fn row_average_is_the_lectures_view_mean() {

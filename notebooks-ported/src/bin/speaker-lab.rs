@@ -46,7 +46,7 @@ use data::speakers::{
     DEFAULT_ROOT, WINDOW_SAMPLES,
 };
 use data::speech_commands::DEFAULT_CACHE_DIR;
-use figures::{register_fonts, COLOURS, FONT};
+use figures::{category_colour, register_fonts, FONT};
 use models::cluster::{kmeans_purity, pca_2d, KMeansConfig};
 use models::lr_scheduler::{LrSchedule, Scheduler, StepLR};
 use models::speaker::{
@@ -715,17 +715,6 @@ fn dots(emb: &(Tensor, Tensor), held_y: &Tensor, unseen_y: &Tensor) -> anyhow::R
         .collect())
 }
 
-/// Colour of speaker `i` of `n`: tab10 up to ten speakers, beyond that evenly
-/// spaced hues, neighbours told apart by lightness too.
-fn colour(i: usize, n: usize) -> RGBColor {
-    if n <= 10 {
-        return COLOURS[i];
-    }
-    let light = [0.38, 0.58][i % 2];
-    let (r, g, b) = HSLColor(i as f64 / n as f64, 0.8, light).to_backend_color().rgb;
-    RGBColor(r, g, b)
-}
-
 /// `embeddings.png`: one scatter panel per `(caption, dots)`, and a legend.
 /// Training speakers are circles, unseen speakers triangles, each group
 /// coloured on its own.
@@ -738,7 +727,7 @@ fn draw_scatter(
     register_fonts()?;
     let err = |e: &dyn std::fmt::Display| anyhow!("drawing {}: {e}", path.display());
     let paint = |speaker: usize, is_seen: bool| {
-        colour(speaker, if is_seen { seen.len() } else { unseen.len() })
+        category_colour(speaker, if is_seen { seen.len() } else { unseen.len() })
     };
     let root = BitMapBackend::new(path, (1600, 760)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;

@@ -10,46 +10,10 @@
 
 use super::Run;
 use anyhow::{anyhow, bail, Context};
-use figures::{register_fonts, LossCurve, Metrics, Series, FONT};
+use figures::{category_colour, register_fonts, LossCurve, Metrics, Series, FONT};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
-
-/// matplotlib's tab20, strong colours first, for up to 20 speakers.
-const PALETTE: [RGBColor; 20] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-    RGBColor(227, 119, 194),
-    RGBColor(127, 127, 127),
-    RGBColor(188, 189, 34),
-    RGBColor(23, 190, 207),
-    RGBColor(174, 199, 232),
-    RGBColor(255, 187, 120),
-    RGBColor(152, 223, 138),
-    RGBColor(255, 152, 150),
-    RGBColor(197, 176, 213),
-    RGBColor(196, 156, 148),
-    RGBColor(247, 182, 210),
-    RGBColor(199, 199, 199),
-    RGBColor(219, 219, 141),
-    RGBColor(158, 218, 229),
-];
-/// Colour of speaker `i` of `n`: tab20 up to 20 speakers, evenly spaced hues beyond.
-fn speaker_colour(i: usize, n: usize) -> RGBColor {
-    if n <= PALETTE.len() {
-        return PALETTE[i % PALETTE.len()];
-    }
-    // Hues a golden-ratio step apart and two lightnesses keep successive speakers
-    // (and the unseen ones, numbered last) apart.
-    let light = if i.is_multiple_of(2) { 0.42 } else { 0.62 };
-    let hue = (i as f64 * 0.618_034).fract();
-    let (r, g, b) = HSLColor(hue, 0.75, light).to_backend_color().rgb;
-    RGBColor(r, g, b)
-}
 
 /// Panels of the grid figure.
 const GRID: (usize, usize) = (3, 3);
@@ -186,7 +150,7 @@ where
         .bold_line_style(BLACK.mix(0.08))
         .draw()
         .map_err(|e| err(&e))?;
-    let colour = |p: &Point| speaker_colour(p.colour, speakers);
+    let colour = |p: &Point| category_colour(p.colour, speakers);
     for kind in [Kind::Train, Kind::Heldout, Kind::Unseen] {
         let pts = snap.points.iter().filter(|p| p.kind == kind);
         match kind {
@@ -218,7 +182,7 @@ where
     let n = train.len() + unseen.len();
     let mut line = |text: &str, colour: Option<(usize, bool)>| -> anyhow::Result<()> {
         if let Some((c, is_unseen)) = colour {
-            let col = speaker_colour(c, n).filled();
+            let col = category_colour(c, n).filled();
             if is_unseen {
                 area.draw(&TriangleMarker::new((14, y + 8), 6, col)).map_err(|e| err(&e))?;
             } else {
