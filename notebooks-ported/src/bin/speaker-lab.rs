@@ -33,8 +33,8 @@
 //! 3.2585 at initialisation (ln 26 = 3.2581), 0.0117 after training; held-out
 //! accuracy (nearest proxy) 94.0%; purity 37.7% -> 90.6% on held-out utterances
 //! of the 26 training speakers (k = 26) and 50.6% -> 90.9% on the 4 unseen
-//! speakers (k = 4); 29.3 it/s while training, 33.5 it/s timed alone, on the
-//! CPU (the LSTM's sequence kernel; 7.8 and 10.7 it/s step by step). Quick mode's 9 training voices separate their own held-out utterances
+//! speakers (k = 4); 34.0 it/s while training, 39.3 it/s timed, on the CPU
+//! (the LSTM's sequence kernel; 7.8 and 10.7 it/s step by step). Quick mode's 9 training voices separate their own held-out utterances
 //! (purity near 100%) but the 3 unseen voices only partly (about 70%).
 
 use anyhow::{anyhow, Context};
