@@ -107,6 +107,30 @@ impl Adam {
     }
 }
 
+/// `torch.nn.utils.clip_grad_norm_(parameters, max_norm)`: scales every
+/// gradient by `max_norm / (total + 1e-6)` when the 2-norm `total` of all of
+/// them together exceeds `max_norm`, and returns `total` (a 0-d tensor).
+///
+/// As PyTorch does, the scale is clamped to 1 on the device instead of being
+/// compared on the host, so clipping never waits for a GPU. Parameters without
+/// a gradient are skipped.
+pub fn clip_grad_norm_(parameters: &[Tensor], max_norm: f64) -> Tensor {
+    tch::no_grad(|| {
+        let grads: Vec<Tensor> =
+            parameters.iter().map(|p| p.grad()).filter(|g| g.defined()).collect();
+        let Some(first) = grads.first() else {
+            return Tensor::zeros([], (tch::Kind::Float, tch::Device::Cpu));
+        };
+        let norms: Vec<Tensor> = grads.iter().map(|g| g.norm()).collect();
+        let total = Tensor::stack(&norms, 0).norm();
+        let scale = (max_norm / (&total + 1e-6)).clamp_max(1.0).to_device(first.device());
+        for g in &grads {
+            let _ = g.shallow_clone().g_mul_(&scale);
+        }
+        total
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,6 +186,44 @@ mod tests {
         // And it moved: the weights are not where they started.
         let start = Vec::<f64>::try_from(init[0].flatten(0, -1)).unwrap();
         assert!(a.iter().zip(&start).any(|(x, y)| (x - y).abs() > 1e-3));
+    }
+
+    /// Equal to tch's `Optimizer::clip_grad_norm` (which reads the norm on the
+    /// host) above the limit and below it, and the total is the norm of every
+    /// gradient flattened into one vector.
+    #[test]
+    fn clip_grad_norm_matches_tch_and_the_definition() {
+        let init = [randn(&[3, 4]), randn(&[3])];
+        let (x, y) = (randn(&[8, 4]), randn(&[8, 3]));
+        let grads = |max_norm: f64, ours: bool| -> (Vec<f64>, f64) {
+            let (vs, lin) = linear_from(&init);
+            let loss = x.apply(&lin).mse_loss(&y, tch::Reduction::Sum);
+            loss.backward();
+            let params = vec![lin.ws.shallow_clone(), lin.bs.as_ref().unwrap().shallow_clone()];
+            let flat = |ps: &[Tensor]| {
+                Tensor::cat(&ps.iter().map(|p| p.grad().flatten(0, -1)).collect::<Vec<_>>(), 0)
+            };
+            let before = flat(&params).norm().double_value(&[]);
+            if ours {
+                let total = clip_grad_norm_(&params, max_norm).double_value(&[]);
+                assert!((total - before).abs() < 1e-10 * before, "{total} vs {before}");
+            } else {
+                let opt = nn::Sgd::default().build(&vs, 0.1).unwrap();
+                opt.clip_grad_norm(max_norm);
+            }
+            (Vec::<f64>::try_from(flat(&params)).unwrap(), before)
+        };
+        let (_, norm) = grads(f64::INFINITY, true);
+        assert!(norm > 1.0, "the test needs a gradient norm above 1, got {norm}");
+        for max_norm in [norm / 3.0, 2.0 * norm] {
+            let ((a, _), (b, _)) = (grads(max_norm, true), grads(max_norm, false));
+            for (x, y) in a.iter().zip(&b) {
+                assert!((x - y).abs() < 1e-12, "max_norm {max_norm}: {a:?}\n{b:?}");
+            }
+            let clipped = a.iter().map(|g| g * g).sum::<f64>().sqrt();
+            let expected = norm.min(max_norm);
+            assert!((clipped - expected).abs() < 1e-5, "max_norm {max_norm}: norm {clipped}");
+        }
     }
 
     #[test]
