@@ -68,6 +68,26 @@ impl LSTMCell {
         self.w.reset_parameters()
     }
 
+    /// Sets the forget gate's bias to `value`: `b_if = value`, `b_hf = 0`.
+    ///
+    /// With PyTorch's uniform draw the forget gate starts near σ(0) = 0.5, so
+    /// the memory halves every step and the early gradient through `c` fades
+    /// over the sequence; a bias of 1 (Gers et al. 2000; Jozefowicz et al.
+    /// 2015; Keras' `unit_forget_bias`) starts it near σ(1) = 0.73.
+    ///
+    /// # Panics
+    /// When the cell was built with `bias = false`.
+    pub fn init_forget_bias(&self, value: f64) {
+        let (Some(b_ih), Some(b_hh)) = (&self.w.bias_ih, &self.w.bias_hh) else {
+            panic!("init_forget_bias: this LSTMCell has no bias");
+        };
+        let h = self.w.hidden_size();
+        tch::no_grad(|| {
+            let _ = b_ih.narrow(0, h, h).fill_(value);
+            let _ = b_hh.narrow(0, h, h).fill_(0.0);
+        });
+    }
+
     fn gate(&self, k: i64, x: &Tensor, h: &Tensor) -> Tensor {
         let (xp, hp) = self.w.gate_parts(k, x, h);
         xp + hp

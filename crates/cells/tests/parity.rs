@@ -331,3 +331,41 @@ fn finite_differences_f64() {
         check_finite_differences::<BasicRNNCell>(bias, Nonlinearity::Relu);
     }
 }
+
+/// `init_forget_bias` writes the chunk libtorch's `lstm_cell` uses as the
+/// forget gate: with every weight and other bias at 0, one step of libtorch's
+/// cell keeps `σ(1) c` of the memory and adds nothing (`i g = 0.5 tanh(0)`).
+/// The other gates' biases are left as drawn.
+#[test]
+fn forget_bias_sets_libtorch_forget_gate() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let (i, h) = (3, 5);
+    let cell = LSTMCell::new(vs.root(), i, h, true);
+    let w = cell.weights();
+    let (b_ih, b_hh) = (w.bias_ih.as_ref().unwrap(), w.bias_hh.as_ref().unwrap());
+    let (drawn_ih, drawn_hh) = (b_ih.copy(), b_hh.copy());
+    cell.init_forget_bias(1.0);
+    let others = |b: &Tensor| Tensor::cat(&[b.narrow(0, 0, h), b.narrow(0, 2 * h, 2 * h)], 0);
+    assert!(others(b_ih).equal(&others(&drawn_ih)) && others(b_hh).equal(&others(&drawn_hh)));
+    assert!(b_ih.narrow(0, h, h).eq(1.0).all().int64_value(&[]) == 1);
+    assert!(b_hh.narrow(0, h, h).eq(0.0).all().int64_value(&[]) == 1);
+
+    tch::no_grad(|| {
+        for t in [&w.weight_ih, &w.weight_hh] {
+            let _ = t.shallow_clone().zero_();
+        }
+        for b in [b_ih, b_hh] {
+            let _ = b.narrow(0, 0, h).zero_();
+            let _ = b.narrow(0, 2 * h, 2 * h).zero_();
+        }
+    });
+    let opts = (Kind::Float, Device::Cpu);
+    let (x, h0, c0) =
+        (Tensor::randn([2, i], opts), Tensor::randn([2, h], opts), Tensor::randn([2, h], opts));
+    let (_, c1) = x.lstm_cell(&[&h0, &c0], &w.weight_ih, &w.weight_hh, Some(b_ih), Some(b_hh));
+    let expected = &c0 * (1.0f64 / (1.0 + (-1.0f64).exp()));
+    assert!(max_abs_diff(&c1, &expected) < 1e-6, "libtorch's forget gate is not the chunk set");
+    // and our own step agrees
+    let ours = cell.step(&x, &LstmState { h: h0, c: c0 });
+    assert!(max_abs_diff(&ours.c, &expected) < 1e-6);
+}

@@ -14,7 +14,7 @@ pub mod speaker;
 pub use fused::FusedCell;
 pub use linear::torch_linear;
 pub use mode::{InvalidMode, Mode};
-pub use optim::Adam;
+pub use optim::{clip_grad_norm_, Adam};
 pub use rnn_model::{classifier, BidirRecurrentModel, Engine, RNNModel, RnnConfig};
 pub use stack::{BidirStack, CellStack, MakeCell};
 

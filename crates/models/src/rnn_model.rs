@@ -67,6 +67,18 @@ impl Stack {
         }
     }
 
+    /// Every LSTM cell's forget-gate bias set to `value`
+    /// ([`LSTMCell::init_forget_bias`]).
+    ///
+    /// # Panics
+    /// For a GRU or Elman stack, which has no forget gate.
+    fn init_forget_bias(&self, value: f64) {
+        match self {
+            Stack::Lstm(s) => s.cells().iter().for_each(|c| c.init_forget_bias(value)),
+            _ => panic!("init_forget_bias: only an LSTM has a forget gate"),
+        }
+    }
+
     /// `[B, T, I] -> [B, T, H]`, in the input's time order.
     fn forward(&self, x: &Tensor, reverse: bool, engine: Engine, train: bool) -> Tensor {
         fn run<C: FusedCell>(s: &CellStack<C>, x: &Tensor, r: bool, e: Engine, t: bool) -> Tensor {
@@ -115,6 +127,13 @@ impl RNNModel {
         self.engine = engine;
         self
     }
+
+    /// LSTM: every cell's forget-gate bias set to `value` (see
+    /// [`LSTMCell::init_forget_bias`]); panics for other modes.
+    pub fn with_forget_bias(self, value: f64) -> Self {
+        self.rnn_cell_list.init_forget_bias(value);
+        self
+    }
 }
 
 impl nn::ModuleT for RNNModel {
@@ -155,6 +174,13 @@ impl BidirRecurrentModel {
         self.engine = engine;
         self
     }
+
+    /// LSTM: both stacks' forget-gate biases set to `value`; panics for other modes.
+    pub fn with_forget_bias(self, value: f64) -> Self {
+        self.rnn_cell_list.init_forget_bias(value);
+        self.rnn_cell_list_rev.init_forget_bias(value);
+        self
+    }
 }
 
 impl nn::ModuleT for BidirRecurrentModel {
@@ -165,16 +191,26 @@ impl nn::ModuleT for BidirRecurrentModel {
     }
 }
 
-/// Either model, chosen at run time (`--bidir`).
+/// Either model, chosen at run time (`--bidir`), with PyTorch's initial
+/// weights or, given `forget_bias` (LSTM only), that forget-gate bias.
 pub fn classifier(
     path: &nn::Path,
     config: RnnConfig,
     bidirectional: bool,
     engine: Engine,
+    forget_bias: Option<f64>,
 ) -> Box<dyn nn::ModuleT> {
     if bidirectional {
-        Box::new(BidirRecurrentModel::new(path, config).with_engine(engine))
+        let model = BidirRecurrentModel::new(path, config).with_engine(engine);
+        Box::new(match forget_bias {
+            Some(b) => model.with_forget_bias(b),
+            None => model,
+        })
     } else {
-        Box::new(RNNModel::new(path, config).with_engine(engine))
+        let model = RNNModel::new(path, config).with_engine(engine);
+        Box::new(match forget_bias {
+            Some(b) => model.with_forget_bias(b),
+            None => model,
+        })
     }
 }

@@ -246,3 +246,39 @@ fn unknown_mode_is_an_error() {
         assert_eq!(m.to_string().parse::<Mode>().unwrap(), m);
     }
 }
+
+/// `with_forget_bias` reaches every layer of both stacks, read back through
+/// the PyTorch names a state dict would carry, and nothing else.
+#[test]
+fn forget_bias_reaches_every_lstm_layer_and_direction() {
+    let h = 8;
+    for bidir in [false, true] {
+        let vs = store(Kind::Float);
+        let _m = models::classifier(
+            &vs.root(),
+            config(Mode::Lstm, 3, true),
+            bidir,
+            Engine::Custom,
+            Some(1.0),
+        );
+        let vars = vs.variables();
+        let layers = if bidir { 6 } else { 3 };
+        let biases: Vec<_> = vars.iter().filter(|(n, _)| n.contains("bias_ih")).collect();
+        assert_eq!(biases.len(), layers, "{:?}", vars.keys());
+        for (name, t) in &vars {
+            let forget = |v: f64| t.narrow(0, h, h).eq(v).all().int64_value(&[]) == 1;
+            if name.ends_with("bias_ih") {
+                assert!(forget(1.0), "{name}: forget chunk not 1");
+            } else if name.ends_with("bias_hh") {
+                assert!(forget(0.0), "{name}: forget chunk not 0");
+            }
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "only an LSTM has a forget gate")]
+fn forget_bias_on_a_gru_is_refused() {
+    let vs = store(Kind::Float);
+    let _ = RNNModel::new(&vs.root(), config(Mode::Gru, 1, true)).with_forget_bias(1.0);
+}

@@ -51,7 +51,7 @@ fn seconds_per_step(
 ) -> f64 {
     tch::manual_seed(0);
     let vs = nn::VarStore::new(device);
-    let model = classifier(&vs.root(), config, bidir, engine);
+    let model = classifier(&vs.root(), config, bidir, engine, None);
     let mut opt = Adam::new(&vs, 0.01);
     let x = Tensor::randn([args.batch_size, 32, 20], (Kind::Float, device));
     let y = Tensor::randint(3, [args.batch_size], (Kind::Int64, device));

@@ -70,6 +70,15 @@ pub struct TrainArgs {
     /// to 4 MFCC coefficients and 6 frames hidden per clip).
     #[arg(long)]
     pub no_augment: bool,
+    /// Recurrent classifiers: clip the gradients' total 2-norm to this before
+    /// every step, as `torch.nn.utils.clip_grad_norm_` (default recipe: 1;
+    /// `inf` turns it off).
+    #[arg(long)]
+    pub clip_grad_norm: Option<f64>,
+    /// LSTM: keep PyTorch's uniform initial forget-gate bias instead of the
+    /// default recipe's 1.
+    #[arg(long)]
+    pub no_forget_bias: bool,
     /// Hidden size.
     #[arg(long)]
     pub hidden: Option<i64>,

@@ -123,6 +123,47 @@ fn default_recipe_masks_gated_cells_and_no_augment_turns_it_off() {
     assert_ne!(aug[1], plain[1], "masking did not change the first loss");
 }
 
+/// The default recipe clips the gradient norm to 1 and starts an LSTM's
+/// forget gates at 1; the flags turn each off, and the notebook's recipe has
+/// neither. Each changes the run it is turned off in.
+#[test]
+fn default_recipe_clips_and_sets_the_lstm_forget_bias() {
+    let dir = workspace();
+    let config = |run: &str| -> serde_json::Value {
+        let text = std::fs::read_to_string(dir.join(run).join("config.json")).unwrap();
+        serde_json::from_str(&text).unwrap()
+    };
+    let lstm = |out: &str, extra: &[&str]| {
+        let mut args = vec!["--epochs", "1", "--lr", "0.05", "--out", out];
+        args.extend_from_slice(extra);
+        ok(&train_model(dir, "lstm", &args));
+    };
+    lstm("lstm-default", &[]);
+    lstm("lstm-unclipped", &["--clip-grad-norm", "inf"]);
+    lstm("lstm-torch-init", &["--no-forget-bias"]);
+    lstm("lstm-tight", &["--clip-grad-norm", "0.01"]);
+    lstm("lstm-coursework", &["--coursework"]);
+    ok(&train(dir, &["--epochs", "1", "--out", "gru-default"]));
+    let (default, unclipped, torch_init) =
+        (config("lstm-default"), config("lstm-unclipped"), config("lstm-torch-init"));
+    assert_eq!(default["clip_grad_norm"], 1.0);
+    assert_eq!(default["forget_bias"], 1.0);
+    assert!(unclipped["clip_grad_norm"].is_null() && unclipped["forget_bias"] == 1.0);
+    assert!(torch_init["forget_bias"].is_null() && torch_init["clip_grad_norm"] == 1.0);
+    let coursework = config("lstm-coursework");
+    assert!(coursework["clip_grad_norm"].is_null() && coursework["forget_bias"].is_null());
+    let gru = config("gru-default");
+    assert!(gru["forget_bias"].is_null() && gru["clip_grad_norm"] == 1.0);
+    // The initial bias changes the first loss. A norm of 0.01 clips every
+    // step, each by its own factor, which changes Adam's later updates (the
+    // first one is the same at any gradient scale).
+    let m = |run: &str| metrics(&dir.join(run));
+    assert_ne!(m("lstm-default")[1], m("lstm-torch-init")[1], "the forget bias changed nothing");
+    let (tight, unclipped) = (m("lstm-tight"), m("lstm-unclipped"));
+    assert_eq!(tight[1], unclipped[1]);
+    assert!(tight[3..] != unclipped[3..], "clipping changed nothing");
+}
+
 #[test]
 fn resume_continues_exactly() {
     let dir = workspace();
@@ -198,12 +239,14 @@ fn elman_models_train_under_the_coursework_names() {
 #[test]
 fn bad_arguments_give_clear_errors() {
     let dir = workspace();
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 7] = [
         (&["--hidden", "0"], "--hidden must be positive"),
         (&["--lr=-1"], "--lr must be a positive number"),
         (&["--data-dir", "no/such/folder"], "no/such/folder"),
         (&["--resume", "speech"], "no config.json"),
         (&["--epochs", "0"], "--epochs must be positive"),
+        (&["--clip-grad-norm", "0"], "--clip-grad-norm must be positive"),
+        (&["--clip-grad-norm", "NaN"], "--clip-grad-norm must be positive"),
     ];
     for (extra, message) in cases {
         let mut args = vec!["train", "--model", "gru"];
