@@ -8,6 +8,8 @@
 //! `ab_glyph` backend under [`FONT`]. Call [`register_fonts`] once before
 //! drawing (the drawers here do it themselves).
 
+pub mod scatter;
+
 use anyhow::{anyhow, bail, Context};
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};

@@ -46,7 +46,8 @@ use data::speakers::{
     DEFAULT_ROOT, WINDOW_SAMPLES,
 };
 use data::speech_commands::DEFAULT_CACHE_DIR;
-use figures::{category_colour, register_fonts, FONT};
+use figures::scatter::{draw_legend, draw_panel, Point, PointKind};
+use figures::{register_fonts, FONT};
 use models::cluster::{kmeans_purity, pca_2d, KMeansConfig};
 use models::lr_scheduler::{LrSchedule, Scheduler, StepLR};
 use models::speaker::{
@@ -563,8 +564,8 @@ fn main() -> anyhow::Result<()> {
         100.0 * kmeans_purity(&after.1, &unseen.y, k_unseen, KMeansConfig::default())?
     );
     let panels = [
-        ("at initialisation".to_owned(), dots(&before, &heldout.y, &unseen.y)?),
-        (format!("after {} epochs", s.epochs), dots(&after, &heldout.y, &unseen.y)?),
+        ("at initialisation".to_owned(), dots(&before, &heldout.y, &unseen.y, k_seen)?),
+        (format!("after {} epochs", s.epochs), dots(&after, &heldout.y, &unseen.y, k_seen)?),
     ];
     draw_scatter(
         &nb.path("embeddings.png"),
@@ -574,7 +575,8 @@ fn main() -> anyhow::Result<()> {
     )?;
     nb.figure(
         "embeddings.png",
-        "held-out utterances (circles) and unseen speakers (triangles), PCA to 2-D, coloured by speaker",
+        "held-out utterances of the training speakers (rings) and unseen speakers (triangles), PCA \
+         to 2-D, coloured by speaker",
     );
 
     // ------------------------------------------------------------------------
@@ -691,106 +693,44 @@ fn iterations_per_second(
     Ok(n as f64 / tick.elapsed().as_secs_f64())
 }
 
-/// One utterance in the scatter: its PCA coordinates, its speaker (an index
-/// into the training or the unseen speakers) and whether it was trained on.
-struct Dot {
-    x: f64,
-    y: f64,
-    speaker: usize,
-    seen: bool,
-}
-
 /// Held-out and unseen embeddings projected together on their first two
-/// principal components.
-fn dots(emb: &(Tensor, Tensor), held_y: &Tensor, unseen_y: &Tensor) -> anyhow::Result<Vec<Dot>> {
+/// principal components; unseen speaker `k` is colour `seen + k`.
+fn dots(
+    emb: &(Tensor, Tensor),
+    held_y: &Tensor,
+    unseen_y: &Tensor,
+    seen: usize,
+) -> anyhow::Result<Vec<Point>> {
     let pcs = pca_2d(&Tensor::cat(&[&emb.0, &emb.1], 0)); // [N, 2]
     let pcs: Vec<Vec<f64>> = Vec::<Vec<f64>>::try_from(&pcs)?;
     let labels = |y: &Tensor| Vec::<i64>::try_from(&y.to_device(Device::Cpu));
-    let held = labels(held_y)?.into_iter().map(|l| (l as usize, true));
-    let who = held.chain(labels(unseen_y)?.into_iter().map(|l| (l as usize, false)));
+    let held = labels(held_y)?.into_iter().map(|l| (PointKind::Heldout, l as usize));
+    let unseen = labels(unseen_y)?.into_iter().map(|l| (PointKind::Unseen, seen + l as usize));
     Ok(pcs
         .iter()
-        .zip(who)
-        .map(|(p, (speaker, seen))| Dot { x: p[0], y: p[1], speaker, seen })
+        .zip(held.chain(unseen))
+        .map(|(p, (kind, speaker))| Point { kind, speaker, x: p[0], y: p[1] })
         .collect())
 }
 
-/// `embeddings.png`: one scatter panel per `(caption, dots)`, and a legend.
-/// Training speakers are circles, unseen speakers triangles, each group
-/// coloured on its own.
+/// `embeddings.png`: one scatter panel per `(caption, points)` side by side,
+/// and the legend, drawn as `rnnlab plots` draws a speaker run's.
 fn draw_scatter(
     path: &Path,
-    panels: &[(String, Vec<Dot>)],
+    panels: &[(String, Vec<Point>)],
     seen: &[String],
     unseen: &[String],
 ) -> anyhow::Result<()> {
     register_fonts()?;
     let err = |e: &dyn std::fmt::Display| anyhow!("drawing {}: {e}", path.display());
-    let paint = |speaker: usize, is_seen: bool| {
-        category_colour(speaker, if is_seen { seen.len() } else { unseen.len() })
-    };
     let root = BitMapBackend::new(path, (1600, 760)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let root = root.titled("Speaker embeddings, PCA to 2-D", (FONT, 28)).map_err(|e| err(&e))?;
     let (plots, legend) = root.split_horizontally(1300);
-    for (area, (caption, dots)) in plots.split_evenly((1, panels.len())).iter().zip(panels) {
-        let span = |v: Vec<f64>| {
-            let (lo, hi) = v.iter().fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
-            let pad = 0.06 * (hi - lo).max(1e-9);
-            (lo - pad)..(hi + pad)
-        };
-        let mut chart = ChartBuilder::on(area)
-            .caption(caption, (FONT, 22))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(55)
-            .build_cartesian_2d(
-                span(dots.iter().map(|d| d.x).collect()),
-                span(dots.iter().map(|d| d.y).collect()),
-            )
-            .map_err(|e| err(&e))?;
-        chart
-            .configure_mesh()
-            .x_desc("PC 1")
-            .y_desc("PC 2")
-            .label_style((FONT, 15))
-            .axis_desc_style((FONT, 17))
-            .light_line_style(WHITE.mix(0.0))
-            .bold_line_style(BLACK.mix(0.08))
-            .draw()
-            .map_err(|e| err(&e))?;
-        let style = |d: &Dot| paint(d.speaker, d.seen).mix(0.85).filled();
-        let (trained, new): (Vec<&Dot>, Vec<&Dot>) = dots.iter().partition(|d| d.seen);
-        chart
-            .draw_series(trained.iter().map(|d| Circle::new((d.x, d.y), 5, style(d))))
-            .map_err(|e| err(&e))?;
-        chart
-            .draw_series(new.iter().map(|d| TriangleMarker::new((d.x, d.y), 7, style(d))))
-            .map_err(|e| err(&e))?;
+    for (area, (caption, points)) in plots.split_evenly((1, panels.len())).iter().zip(panels) {
+        draw_panel(area, points, caption, 15, seen.len() + unseen.len())?;
     }
-    let text = (FONT, 14).into_font().color(&BLACK);
-    let mut y = 30;
-    let mut line = |label: &str, marker: Option<(usize, bool)>| -> anyhow::Result<()> {
-        let at = (14, y + 8);
-        match marker {
-            Some((i, true)) => legend.draw(&Circle::new(at, 5, paint(i, true).filled())),
-            Some((i, false)) => legend.draw(&TriangleMarker::new(at, 7, paint(i, false).filled())),
-            None => Ok(()),
-        }
-        .map_err(|e| err(&e))?;
-        legend.draw(&Text::new(label.to_owned(), (28, y), text.clone())).map_err(|e| err(&e))?;
-        y += 19;
-        Ok(())
-    };
-    line("training speakers (held-out utterances)", None)?;
-    for (i, name) in seen.iter().enumerate() {
-        line(name, Some((i, true)))?;
-    }
-    line("", None)?;
-    line("unseen speakers", None)?;
-    for (i, name) in unseen.iter().enumerate() {
-        line(name, Some((i, false)))?;
-    }
+    draw_legend(&legend, seen, unseen, &[PointKind::Heldout])?;
     root.present().map_err(|e| err(&e))?;
     Ok(())
 }

@@ -10,8 +10,8 @@
 
 use super::Run;
 use anyhow::{anyhow, bail, Context};
-use figures::{category_colour, register_fonts, LossCurve, Metrics, Series, FONT};
-use plotters::coord::Shift;
+use figures::scatter::{draw_legend, draw_panel, Point, PointKind};
+use figures::{register_fonts, LossCurve, Metrics, Series, FONT};
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
 
@@ -19,24 +19,8 @@ use std::path::{Path, PathBuf};
 const GRID: (usize, usize) = (3, 3);
 /// Milliseconds per animation frame.
 const FRAME_MS: u32 = 400;
-
-/// Which points a row belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Train,
-    Heldout,
-    Unseen,
-}
-
-/// One utterance's projection.
-#[derive(Debug, Clone, Copy)]
-struct Point {
-    kind: Kind,
-    /// Colour index: training speakers first, then unseen ones.
-    colour: usize,
-    x: f64,
-    y: f64,
-}
+/// The markers the legend explains (triangles are the unseen speakers' own).
+const MARKERS: &[PointKind] = &[PointKind::Train, PointKind::Heldout];
 
 /// The projections of one epoch.
 struct Snapshot {
@@ -62,18 +46,18 @@ fn read_snapshot(path: &Path, train: &[String], unseen: &[String]) -> anyhow::Re
             return Err(bad());
         }
         let kind = match f[0] {
-            "train" => Kind::Train,
-            "heldout" => Kind::Heldout,
-            "unseen" => Kind::Unseen,
+            "train" => PointKind::Train,
+            "heldout" => PointKind::Heldout,
+            "unseen" => PointKind::Unseen,
             _ => return Err(bad()),
         };
-        let colour = match kind {
-            Kind::Unseen => unseen.iter().position(|s| s == f[1]).map(|p| p + train.len()),
+        let speaker = match kind {
+            PointKind::Unseen => unseen.iter().position(|s| s == f[1]).map(|p| p + train.len()),
             _ => train.iter().position(|s| s == f[1]),
         }
         .ok_or_else(bad)?;
         let (x, y) = (f[2].parse().map_err(|_| bad())?, f[3].parse().map_err(|_| bad())?);
-        points.push(Point { kind, colour, x, y });
+        points.push(Point { kind, speaker, x, y });
     }
     Ok(points)
 }
@@ -111,105 +95,6 @@ fn spread(snaps: &[Snapshot], n: usize) -> Vec<&Snapshot> {
     idx.into_iter().map(|i| &snaps[i]).collect()
 }
 
-fn range(v: impl Iterator<Item = f64>) -> (f64, f64) {
-    let (lo, hi) = v.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(x), b.max(x)));
-    if !(hi - lo).is_finite() || hi <= lo {
-        return (lo.min(0.0) - 1.0, hi.max(0.0) + 1.0);
-    }
-    let pad = 0.06 * (hi - lo);
-    (lo - pad, hi + pad)
-}
-
-/// One scatter panel of `snap` on `area`.
-fn draw_panel<DB: DrawingBackend>(
-    area: &DrawingArea<DB, Shift>,
-    snap: &Snapshot,
-    caption: &str,
-    size: u32,
-    speakers: usize,
-) -> anyhow::Result<()>
-where
-    DB::ErrorType: 'static,
-{
-    let err = |e: &dyn std::fmt::Display| anyhow!("drawing epoch {}: {e}", snap.epoch);
-    let xr = range(snap.points.iter().map(|p| p.x));
-    let yr = range(snap.points.iter().map(|p| p.y));
-    let mut chart = ChartBuilder::on(area)
-        .caption(caption, (FONT, size + 8))
-        .margin(8)
-        .x_label_area_size(28)
-        .y_label_area_size(40)
-        .build_cartesian_2d(xr.0..xr.1, yr.0..yr.1)
-        .map_err(|e| err(&e))?;
-    chart
-        .configure_mesh()
-        .label_style((FONT, size))
-        .x_labels(5)
-        .y_labels(5)
-        .light_line_style(WHITE.mix(0.0))
-        .bold_line_style(BLACK.mix(0.08))
-        .draw()
-        .map_err(|e| err(&e))?;
-    let colour = |p: &Point| category_colour(p.colour, speakers);
-    for kind in [Kind::Train, Kind::Heldout, Kind::Unseen] {
-        let pts = snap.points.iter().filter(|p| p.kind == kind);
-        match kind {
-            Kind::Train => chart
-                .draw_series(pts.map(|p| Circle::new((p.x, p.y), 3, colour(p).mix(0.6).filled()))),
-            Kind::Heldout => chart
-                .draw_series(pts.map(|p| Circle::new((p.x, p.y), 5, colour(p).stroke_width(2)))),
-            Kind::Unseen => chart.draw_series(
-                pts.map(|p| TriangleMarker::new((p.x, p.y), 5, colour(p).mix(0.8).filled())),
-            ),
-        }
-        .map_err(|e| err(&e))?;
-    }
-    Ok(())
-}
-
-/// A legend column: one coloured marker and name per speaker.
-fn draw_legend<DB: DrawingBackend>(
-    area: &DrawingArea<DB, Shift>,
-    train: &[String],
-    unseen: &[String],
-) -> anyhow::Result<()>
-where
-    DB::ErrorType: 'static,
-{
-    let err = |e: &dyn std::fmt::Display| anyhow!("drawing the legend: {e}");
-    let style = (FONT, 15).into_font().color(&BLACK);
-    let mut y = 20;
-    let n = train.len() + unseen.len();
-    let mut line = |text: &str, colour: Option<(usize, bool)>| -> anyhow::Result<()> {
-        if let Some((c, is_unseen)) = colour {
-            let col = category_colour(c, n).filled();
-            if is_unseen {
-                area.draw(&TriangleMarker::new((14, y + 8), 6, col)).map_err(|e| err(&e))?;
-            } else {
-                area.draw(&Circle::new((14, y + 8), 5, col)).map_err(|e| err(&e))?;
-            }
-        }
-        area.draw(&Text::new(text.to_owned(), (28, y), style.clone())).map_err(|e| err(&e))?;
-        y += 21;
-        Ok(())
-    };
-    line("training speakers", None)?;
-    for (i, s) in train.iter().enumerate() {
-        line(s, Some((i, false)))?;
-    }
-    if !unseen.is_empty() {
-        line("", None)?;
-        line("unseen speakers", None)?;
-        for (i, s) in unseen.iter().enumerate() {
-            line(s, Some((train.len() + i, true)))?;
-        }
-    }
-    line("", None)?;
-    line("dot: training utterance", None)?;
-    line("ring: held-out utterance", None)?;
-    Ok(())
-}
-
 /// `<run>/embeddings.png`: up to 9 epochs in a grid, with a legend.
 fn draw_grid(run: &Run, snaps: &[Snapshot], path: &Path) -> anyhow::Result<()> {
     let err = |e: &dyn std::fmt::Display| anyhow!("drawing {}: {e}", path.display());
@@ -223,9 +108,9 @@ fn draw_grid(run: &Run, snaps: &[Snapshot], path: &Path) -> anyhow::Result<()> {
     let panels = grid.split_evenly(GRID);
     for (area, snap) in panels.iter().zip(spread(snaps, GRID.0 * GRID.1)) {
         let n = train.len() + unseen.len();
-        draw_panel(area, snap, &format!("epoch {}", snap.epoch), 14, n)?;
+        draw_panel(area, &snap.points, &format!("epoch {}", snap.epoch), 14, n)?;
     }
-    draw_legend(&legend, &train, &unseen)?;
+    draw_legend(&legend, &train, &unseen, MARKERS)?;
     root.present().map_err(|e| err(&e))?;
     Ok(())
 }
@@ -243,8 +128,8 @@ fn draw_gif(run: &Run, snaps: &[Snapshot], path: &Path) -> anyhow::Result<()> {
             root.fill(&WHITE).map_err(|e| err(&e))?;
             let (chart, legend) = root.split_horizontally(740);
             let caption = format!("speaker embeddings (PCA), epoch {}", snap.epoch);
-            draw_panel(&chart, snap, &caption, 15, train.len() + unseen.len())?;
-            draw_legend(&legend, &train, &unseen)?;
+            draw_panel(&chart, &snap.points, &caption, 15, train.len() + unseen.len())?;
+            draw_legend(&legend, &train, &unseen, MARKERS)?;
             root.present().map_err(|e| err(&e))?;
         }
     }
