@@ -28,7 +28,7 @@ use crate::audio::{self, SAMPLE_RATE};
 use crate::cache::FeatureCache;
 use crate::error::{DataError, Result};
 use crate::mfcc::Features;
-use crate::synth::{espeak_available, speak, trim_silence, Voice, INSTALL_HINT};
+use crate::synth::{publish, speak, staging_dir, trim_silence, Voice};
 
 /// Where `rnnlab data synth-speakers` writes and `train --model speaker` reads by default.
 pub const DEFAULT_ROOT: &str = "data/speakers";
@@ -473,9 +473,6 @@ pub fn synth_speakers(cfg: &SpeakerSynthConfig) -> Vec<SynthSpeaker> {
 /// renamed into place; an existing synthetic corpus is replaced, any other folder is
 /// left alone with an error.
 pub fn generate_speakers(out: &Path, cfg: &SpeakerSynthConfig) -> Result<SpeakerSynthSummary> {
-    if !espeak_available() {
-        return Err(DataError::Espeak(format!("not found on PATH; {INSTALL_HINT}")));
-    }
     if cfg.speakers < 2 || cfg.speakers > SPEAKER_VOICES.len() {
         return Err(DataError::dataset(
             out,
@@ -488,17 +485,7 @@ pub fn generate_speakers(out: &Path, cfg: &SpeakerSynthConfig) -> Result<Speaker
             format!("utterances must be in 1..=1000 (got {})", cfg.utterances),
         ));
     }
-    if out.exists() && !out.join("synth.json").is_file() {
-        return Err(DataError::dataset(
-            out,
-            "exists and is not a synthetic speaker corpus (no synth.json): refusing to replace it",
-        ));
-    }
-    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = out.with_file_name(format!(".{name}.tmp"));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| DataError::io(&tmp, e))?;
-    }
+    let tmp = staging_dir(out)?;
 
     let speakers = synth_speakers(cfg);
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
@@ -526,14 +513,7 @@ pub fn generate_speakers(out: &Path, cfg: &SpeakerSynthConfig) -> Result<Speaker
         speakers,
         files: jobs.len(),
     };
-    let p = tmp.join("synth.json");
-    let mut text = serde_json::to_string_pretty(&summary).expect("summary serialises");
-    text.push('\n');
-    std::fs::write(&p, text).map_err(|e| DataError::io(&p, e))?;
-    if out.exists() {
-        std::fs::remove_dir_all(out).map_err(|e| DataError::io(out, e))?;
-    }
-    std::fs::rename(&tmp, out).map_err(|e| DataError::io(out, e))?;
+    publish(&tmp, out, &summary)?;
     Ok(summary)
 }
 

@@ -280,23 +280,11 @@ pub struct SynthSummary {
 /// folder and renamed into place; an existing synthetic set is replaced, a folder that is
 /// not one (no `synth.json`) is left alone with an error.
 pub fn generate(out: &Path, cfg: &SynthConfig) -> Result<SynthSummary> {
-    if !espeak_available() {
-        return Err(DataError::Espeak(format!("not found on PATH; {INSTALL_HINT}")));
-    }
     if cfg.classes.is_empty() || cfg.per_class == 0 {
         return Err(DataError::dataset(out, "nothing to generate (no classes or per_class 0)"));
     }
     let final_dir = out.join(DATASET_DIR);
-    if final_dir.exists() && !final_dir.join("synth.json").is_file() {
-        return Err(DataError::dataset(
-            &final_dir,
-            "exists and is not a synthetic set (no synth.json): refusing to replace it",
-        ));
-    }
-    let tmp_dir = out.join(format!(".{DATASET_DIR}.tmp"));
-    if tmp_dir.exists() {
-        std::fs::remove_dir_all(&tmp_dir).map_err(|e| DataError::io(&tmp_dir, e))?;
-    }
+    let tmp_dir = staging_dir(&final_dir)?;
     for c in &cfg.classes {
         let d = tmp_dir.join(c);
         std::fs::create_dir_all(&d).map_err(|e| DataError::io(&d, e))?;
@@ -319,14 +307,42 @@ pub fn generate(out: &Path, cfg: &SynthConfig) -> Result<SynthSummary> {
     }
     let summary =
         SynthSummary { dir: final_dir.clone(), config: cfg.clone(), clips: counts, variants };
-    let p = tmp_dir.join("synth.json");
-    let json = serde_json::to_string_pretty(&summary).expect("summary serialises");
-    std::fs::write(&p, json).map_err(|e| DataError::io(&p, e))?;
-    if final_dir.exists() {
-        std::fs::remove_dir_all(&final_dir).map_err(|e| DataError::io(&final_dir, e))?;
-    }
-    std::fs::rename(&tmp_dir, &final_dir).map_err(|e| DataError::io(&final_dir, e))?;
+    publish(&tmp_dir, &final_dir, &summary)?;
     Ok(summary)
+}
+
+/// Where a generator writes before `out` is replaced: `.<name>.tmp` beside
+/// `out`, emptied. Fails when espeak-ng is missing, or when `out` exists and
+/// is not a generated set (no `synth.json`), so no user's data is replaced.
+pub(crate) fn staging_dir(out: &Path) -> Result<PathBuf> {
+    if !espeak_available() {
+        return Err(DataError::Espeak(format!("not found on PATH; {INSTALL_HINT}")));
+    }
+    if out.exists() && !out.join("synth.json").is_file() {
+        return Err(DataError::dataset(
+            out,
+            "exists and is not a synthetic set (no synth.json): refusing to replace it",
+        ));
+    }
+    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = out.with_file_name(format!(".{name}.tmp"));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| DataError::io(&tmp, e))?;
+    }
+    Ok(tmp)
+}
+
+/// Writes `summary` as `tmp/synth.json`, then puts `tmp` in place of `out`:
+/// an interrupted generator leaves the old set whole, never half a new one.
+pub(crate) fn publish(tmp: &Path, out: &Path, summary: &impl Serialize) -> Result<()> {
+    let p = tmp.join("synth.json");
+    let mut json = serde_json::to_string_pretty(summary).expect("summary serialises");
+    json.push('\n');
+    std::fs::write(&p, json).map_err(|e| DataError::io(&p, e))?;
+    if out.exists() {
+        std::fs::remove_dir_all(out).map_err(|e| DataError::io(out, e))?;
+    }
+    std::fs::rename(tmp, out).map_err(|e| DataError::io(out, e))
 }
 
 /// Variants for train, validation and test: about 12% each held out, never a train-only one.
