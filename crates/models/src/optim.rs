@@ -118,12 +118,12 @@ pub fn clip_grad_norm_(parameters: &[Tensor], max_norm: f64) -> Tensor {
     tch::no_grad(|| {
         let grads: Vec<Tensor> =
             parameters.iter().map(|p| p.grad()).filter(|g| g.defined()).collect();
-        let Some(first) = grads.first() else {
+        if grads.is_empty() {
             return Tensor::zeros([], (tch::Kind::Float, tch::Device::Cpu));
-        };
+        }
         let norms: Vec<Tensor> = grads.iter().map(|g| g.norm()).collect();
         let total = Tensor::stack(&norms, 0).norm();
-        let scale = (max_norm / (&total + 1e-6)).clamp_max(1.0).to_device(first.device());
+        let scale = (max_norm / (&total + 1e-6)).clamp_max(1.0);
         for g in &grads {
             let _ = g.shallow_clone().g_mul_(&scale);
         }

@@ -248,7 +248,8 @@ fn unknown_mode_is_an_error() {
 }
 
 /// `with_forget_bias` reaches every layer of both stacks, read back through
-/// the PyTorch names a state dict would carry, and nothing else.
+/// the PyTorch names a state dict would carry (that the other gates' biases
+/// are untouched is checked on the cell, in `cells/tests/parity.rs`).
 #[test]
 fn forget_bias_reaches_every_lstm_layer_and_direction() {
     let h = 8;

@@ -1,4 +1,4 @@
-//! `rnnlab bench rnn`: seconds per training step (the median step) (forward, backward, Adam) of
+//! `rnnlab bench rnn`: seconds per training step (forward, backward, Adam; the median step) of
 //! the coursework configuration, for every mode, engine and direction.
 //!
 //! The configuration is the notebook's: batch 100, 32 steps of 20 MFCCs,
