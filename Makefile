@@ -59,7 +59,7 @@ data: build
 test: lint
 	$(CARGO) test $(PROFILE) --workspace
 
-## makemore part 5: the WaveNet-style hierarchical MLP on names (notes/README-wavenet.md).
+## makemore part 5: the WaveNet-style hierarchical MLP on names (docs/makemore.md).
 ## `wavenet` trains the lecture's recipe (200,000 steps), `wavenet-tuned` the tuned one.
 WAVENET_BENCH_STEPS ?= 5000
 WAVENET_THREADS ?= 1
@@ -81,7 +81,7 @@ bench-wavenet: build
 plots: build
 	$(RNNLAB) plots
 
-## The speaker-clustering lab (notes/README-speaker.md): the espeak-ng corpus under
+## The speaker-clustering lab (docs/speaker.md): the espeak-ng corpus under
 ## data/speakers (made once), training with HOLDOUT unseen speakers, then the figures.
 HOLDOUT ?= 4
 .PHONY: speakers-data speaker
