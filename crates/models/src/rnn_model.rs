@@ -28,7 +28,10 @@ pub struct RnnConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Engine {
-    /// The hand-written cells, step by step.
+    /// The hand-written cells, each layer through its cell's `seq`: for the
+    /// LSTM and the GRU on CPU tensors of f32 or f64, the cells' sequence
+    /// kernels (one autograd node per layer, backward written by hand);
+    /// otherwise (Elman cells, CUDA, other dtypes) step by step through autograd.
     #[default]
     Custom,
     /// libtorch's `lstm` / `gru` / `rnn_tanh` / `rnn_relu` (cuDNN on a GPU).
