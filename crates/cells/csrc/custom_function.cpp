@@ -71,7 +71,15 @@ struct RustFunction : public torch::autograd::Function<RustFunction> {
     std::vector<at::Tensor> outputs = take(out.data(), out.size());
     std::vector<at::Tensor> kept = take(saved.data(), n_saved);
     if (rc != 0) throw std::runtime_error(err);
-    ctx->saved_data["saved"] = at::IValue(kept);
+    // Every input, then what the kernel kept, through save_for_backward: each
+    // becomes a SavedVariable, which records the tensor's version (so an
+    // in-place change before backward is an error), holds an output of this
+    // node without a strong reference back to the node (no reference cycle, so
+    // the graph is freed with its last tensor), and is released after the
+    // first backward unless the graph is retained.
+    variable_list to_save = inputs.vec();
+    to_save.insert(to_save.end(), kept.begin(), kept.end());
+    ctx->save_for_backward(to_save);
     ctx->saved_data["op"] = op;
     ctx->saved_data["bwd"] = bwd;
     ctx->saved_data["n_in"] = static_cast<int64_t>(inputs.size());
@@ -85,7 +93,10 @@ struct RustFunction : public torch::autograd::Function<RustFunction> {
       throw std::runtime_error(
           "rnnlab's hand-written kernels have no double backward (create_graph=true); "
           "run the cell step by step (seq_steps) for higher derivatives");
-    std::vector<at::Tensor> kept = ctx->saved_data["saved"].toTensorVector();
+    // Raises libtorch's "Trying to backward through the graph a second time"
+    // once the saved tensors were released, and its in-place error when a
+    // saved tensor changed since forward.
+    variable_list kept = ctx->get_saved_variables();
     auto op = ctx->saved_data["op"].toInt();
     auto bwd = ctx->saved_data["bwd"].toInt();
     auto n_in = static_cast<size_t>(ctx->saved_data["n_in"].toInt());
@@ -126,6 +137,33 @@ int rnnlab_apply(const void* op, rnnlab_forward_fn fwd, rnnlab_backward_fn bwd,
     std::snprintf(err, err_len, "%s", e.what());
     return 1;
   }
+}
+
+}  // extern "C"
+
+// Autograd introspection for Rust, as PyTorch offers it in Python: a tensor's
+// `grad_fn` name, and weak references (`weakref.ref(t)`) that tell whether a
+// tensor, and with it the graph it holds, was freed.
+extern "C" {
+
+// Writes the name of `t`'s grad_fn into `out`; returns 0 when it has none.
+int rnnlab_grad_fn_name(const at::Tensor* t, char* out, size_t len) {
+  const auto& fn = t->grad_fn();
+  if (!fn) return 0;
+  std::snprintf(out, len, "%s", fn->name().c_str());
+  return 1;
+}
+
+void* rnnlab_weak_new(const at::Tensor* t) {
+  return new c10::weak_intrusive_ptr<c10::TensorImpl>(t->getIntrusivePtr());
+}
+
+int rnnlab_weak_alive(const void* w) {
+  return static_cast<const c10::weak_intrusive_ptr<c10::TensorImpl>*>(w)->expired() ? 0 : 1;
+}
+
+void rnnlab_weak_free(void* w) {
+  delete static_cast<c10::weak_intrusive_ptr<c10::TensorImpl>*>(w);
 }
 
 }  // extern "C"

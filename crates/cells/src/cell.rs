@@ -6,7 +6,7 @@
 //! so that [`RecurrentCell::seq`] projects all time steps in one matrix product
 //! and only `h W_hh^T` stays inside the time loop.
 
-use crate::CellWeights;
+use crate::{CellError, CellWeights};
 use tch::Tensor;
 
 /// What a cell carries from one step to the next.
@@ -19,11 +19,19 @@ pub trait CellState {
     fn detach(&self) -> Self
     where
         Self: Sized;
+
+    /// Every tensor of the state with its name as an initial state (`h0`,
+    /// `c0`), each `[B, H]`: what [`RecurrentCell::f_seq`] checks.
+    fn named(&self) -> Vec<(&'static str, &Tensor)>;
 }
 
 impl CellState for Tensor {
     fn output(&self) -> &Tensor {
         self
+    }
+
+    fn named(&self) -> Vec<(&'static str, &Tensor)> {
+        vec![("h0", self)]
     }
 
     fn detach(&self) -> Self {
@@ -78,11 +86,26 @@ pub trait RecurrentCell {
     /// Runs the cell over `input [B, T, I]` from `state` (zeros when `None`).
     /// Returns every step's output `[B, T, H]` and the final state.
     ///
-    /// [`Self::seq_steps`] by default; a cell with a whole-sequence kernel
-    /// (the LSTM and the GRU on the CPU) runs that instead, with the same values and
-    /// gradients.
+    /// # Panics
+    /// Where [`Self::f_seq`] returns an error, with its message (as tch's ops
+    /// panic where their `f_` twins return one).
     fn seq(&self, input: &Tensor, state: Option<Self::State>) -> (Tensor, Self::State) {
-        self.seq_steps(input, state)
+        self.f_seq(input, state).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Self::seq`], returning an error for an input that is not `[B, T, I]`
+    /// with `T >= 1` and the cell's `I`, or a state that is not `[B, H]`.
+    ///
+    /// [`Self::seq_steps`] by default; a cell with a whole-sequence kernel
+    /// (the LSTM and the GRU on the CPU) runs that instead, with the same
+    /// values and gradients.
+    fn f_seq(
+        &self,
+        input: &Tensor,
+        state: Option<Self::State>,
+    ) -> Result<(Tensor, Self::State), CellError> {
+        check_sequence(self, input, state.as_ref())?;
+        Ok(self.seq_steps(input, state))
     }
 
     /// [`Self::seq`] one [`Self::step_projected`] at a time, differentiated by
@@ -98,6 +121,38 @@ pub trait RecurrentCell {
         }
         (Tensor::stack(&outputs, 1), state)
     }
+}
+
+/// Checks what [`RecurrentCell::f_seq`] promises, as `nn.LSTM` checks its
+/// input and `hx`: `input [B, T, I]` with `T >= 1` and the cell's `I`, and every
+/// state tensor `[B, H]`.
+pub(crate) fn check_sequence<C: RecurrentCell + ?Sized>(
+    cell: &C,
+    input: &Tensor,
+    state: Option<&C::State>,
+) -> Result<(), CellError> {
+    let shape = input.size();
+    let (i, h) = (cell.input_size(), cell.hidden_size());
+    if shape.len() != 3 || shape[2] != i {
+        return Err(CellError::Shape(format!(
+            "input has shape {shape:?}, expected [batch, steps, {i}] (batch first)"
+        )));
+    }
+    if shape[1] < 1 {
+        return Err(CellError::Shape(format!(
+            "input has shape {shape:?}: a sequence needs at least one step"
+        )));
+    }
+    for (name, t) in state.map(CellState::named).unwrap_or_default() {
+        if t.size() != [shape[0], h] {
+            return Err(CellError::Shape(format!(
+                "{name} has shape {:?}, expected [batch, hidden] = [{}, {h}]",
+                t.size(),
+                shape[0]
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The zero `[batch, H]` tensor on the device and dtype of `w`.

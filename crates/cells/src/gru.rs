@@ -9,9 +9,9 @@
 //! h' = (1 − z) ⊙ n + z ⊙ h
 //! ```
 
-use crate::cell::zeros_like_rows;
+use crate::cell::{check_sequence, zeros_like_rows};
 use crate::kernel;
-use crate::{CellWeights, RecurrentCell};
+use crate::{CellError, CellWeights, RecurrentCell};
 use std::borrow::Borrow;
 use tch::{nn, Tensor};
 
@@ -84,14 +84,15 @@ impl RecurrentCell for GRUCell {
 
     /// The hand-written sequence kernel (`kernel/gru.rs`) when input,
     /// state and weights are CPU tensors of f32 or f64; step by step otherwise.
-    fn seq(&self, input: &Tensor, state: Option<Tensor>) -> (Tensor, Tensor) {
+    fn f_seq(&self, input: &Tensor, state: Option<Tensor>) -> Result<(Tensor, Tensor), CellError> {
+        check_sequence(self, input, state.as_ref())?;
         let state = state.unwrap_or_else(|| self.zero_state(input.size()[0]));
         let mut tensors = vec![input, &state];
         tensors.extend(self.w.parameters());
-        match kernel::sequence(&kernel::gru::GRU_SEQUENCE, &tensors) {
+        Ok(match kernel::sequence(&kernel::gru::GRU_SEQUENCE, &tensors)? {
             Some([out, h]) => (out, h),
             None => self.seq_steps(input, Some(state)),
-        }
+        })
     }
 
     /// The fast path: one product for the hidden side, one sigmoid over r and

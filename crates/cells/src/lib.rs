@@ -18,6 +18,7 @@
 //! unrolled steps) against libtorch's own `lstm_cell`, `gru_cell`,
 //! `rnn_tanh_cell` and `rnn_relu_cell`, and against finite differences in f64.
 
+pub mod autograd;
 mod basic;
 mod cell;
 mod gru;
@@ -37,6 +38,12 @@ pub enum CellError {
     /// The coursework's `BasicRNNCell` accepts only "tanh" and "relu".
     #[error("invalid nonlinearity {0:?} selected for RNN: expected \"tanh\" or \"relu\"")]
     InvalidNonlinearity(String),
+    /// An input or initial state of the wrong shape for a sequence.
+    #[error("{0}")]
+    Shape(String),
+    /// A sequence kernel's own failure.
+    #[error("{0}")]
+    Kernel(String),
 }
 
 #[cfg(test)]

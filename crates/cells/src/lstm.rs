@@ -10,9 +10,9 @@
 //! h' = o ⊙ tanh(c')
 //! ```
 
-use crate::cell::zeros_like_rows;
+use crate::cell::{check_sequence, zeros_like_rows};
 use crate::kernel;
-use crate::{CellState, CellWeights, RecurrentCell};
+use crate::{CellError, CellState, CellWeights, RecurrentCell};
 use std::borrow::Borrow;
 use tch::{nn, Tensor};
 
@@ -36,6 +36,10 @@ impl CellState for LstmState {
 
     fn detach(&self) -> Self {
         LstmState { h: self.h.detach(), c: self.c.detach() }
+    }
+
+    fn named(&self) -> Vec<(&'static str, &Tensor)> {
+        vec![("h0", &self.h), ("c0", &self.c)]
     }
 }
 
@@ -144,14 +148,19 @@ impl RecurrentCell for LSTMCell {
 
     /// The hand-written sequence kernel (`kernel/lstm.rs`) when input,
     /// state and weights are CPU tensors of f32 or f64; step by step otherwise.
-    fn seq(&self, input: &Tensor, state: Option<LstmState>) -> (Tensor, LstmState) {
+    fn f_seq(
+        &self,
+        input: &Tensor,
+        state: Option<LstmState>,
+    ) -> Result<(Tensor, LstmState), CellError> {
+        check_sequence(self, input, state.as_ref())?;
         let state = state.unwrap_or_else(|| self.zero_state(input.size()[0]));
         let mut tensors = vec![input, &state.h, &state.c];
         tensors.extend(self.w.parameters());
-        match kernel::sequence(&kernel::lstm::LSTM_SEQUENCE, &tensors) {
+        Ok(match kernel::sequence(&kernel::lstm::LSTM_SEQUENCE, &tensors)? {
             Some([out, h, c]) => (out, LstmState { h, c }),
             None => self.seq_steps(input, Some(state)),
-        }
+        })
     }
 
     /// The fast path: one `addmm` for all four gates, one sigmoid over them

@@ -63,16 +63,14 @@ impl SequenceKernel for GruSequence {
                     .for_each(|r| r.copy_from_slice(bias.slice())),
                 None => gh.slice_mut().fill(T::ZERO),
             }
-            rows.recur(h0, &out, w_hh, &mut gh, (0, g3));
+            rows.recur(h0, &out, w_hh, &gh.tensor);
             let (gs, ghs, gh_ns, hs) =
                 (gates.slice_mut(), gh.slice(), gh_n.slice_mut(), out.slice_mut());
             forward_step(rows, gs, ghs, h0.slice(), gh_ns, hs);
         }
         let last = out.tensor.select(1, t as i64 - 1).contiguous();
         let outputs = vec![out.tensor.shallow_clone(), last];
-        let mut saved: Vec<Tensor> = bufs[..4].iter().map(|b| b.tensor.shallow_clone()).collect();
-        saved.extend([gates.tensor, gh_n.tensor, out.tensor]);
-        Ok((outputs, saved))
+        Ok((outputs, vec![gates.tensor, gh_n.tensor, out.tensor]))
     }
 
     fn backward<T: Real>(
@@ -80,8 +78,8 @@ impl SequenceKernel for GruSequence {
         grads: &[Buf<T>],
         n_inputs: usize,
     ) -> Result<Vec<Option<Tensor>>, String> {
-        let [x, h0, w_ih, w_hh, gates, gh_n, out] = saved else {
-            return Err(format!("GRU kernel: {} saved tensors, expected 7", saved.len()));
+        let [x, h0, w_ih, w_hh, .., gates, gh_n, out] = saved else {
+            return Err(format!("GRU kernel: {} saved tensors, expected 7 or 9", saved.len()));
         };
         let [g_out, g_h] = grads else {
             return Err(format!("GRU kernel: {} output gradients, expected 2", grads.len()));
@@ -98,7 +96,7 @@ impl SequenceKernel for GruSequence {
             let (d_ins, d_recs, dhs) = (d_in.slice_mut(), d_rec.slice_mut(), dh.slice_mut());
             backward_step(rows, gs, gh_ns, h0s, hs, g_outs, d_ins, d_recs, dhs);
             // dh_prev (holding dh ⊙ z) += d_rec_s W_hh
-            rows.back(&d_rec, w_hh, T::ONE, &mut dh);
+            rows.back(&d_rec, w_hh, true, &mut dh);
         }
         let h_prev = previous_states(&h0.tensor, &out.tensor);
         let grads = WeightGrads::new(

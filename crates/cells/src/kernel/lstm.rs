@@ -41,7 +41,6 @@ impl SequenceKernel for LstmSequence {
         let (x, h0, c0, w_hh) = (&bufs[0], &bufs[1], &bufs[2], &bufs[4]);
         let d = Dims::of("LSTM", &x.tensor, &w_hh.tensor, 4)?;
         let Dims { b, t, h } = d;
-        let g4 = 4 * h;
 
         // gates[b, t, :] = x[b, t] W_ih^T + b_ih + b_hh: one product for all steps
         let bias = match &bufs[5..] {
@@ -53,16 +52,14 @@ impl SequenceKernel for LstmSequence {
         for s in 0..t {
             let rows = Rows { b, t, h, s };
             // gates[:, s] += h_prev W_hh^T
-            rows.recur(h0, &out, w_hh, &mut gates, (s * g4, t * g4));
+            rows.recur(h0, &out, w_hh, &gates.tensor.select(1, s as i64));
             let (gs, cs, tcs, hs) =
                 (gates.slice_mut(), cell.slice_mut(), tanh_c.slice_mut(), out.slice_mut());
             forward_step(rows, gs, c0.slice(), cs, tcs, hs);
         }
         let last = |buf: &Buf<T>| buf.tensor.select(1, t as i64 - 1).contiguous();
         let outputs = vec![out.tensor.shallow_clone(), last(&out), last(&cell)];
-        let mut saved: Vec<Tensor> = bufs[..5].iter().map(|b| b.tensor.shallow_clone()).collect();
-        saved.extend([gates.tensor, cell.tensor, tanh_c.tensor, out.tensor]);
-        Ok((outputs, saved))
+        Ok((outputs, vec![gates.tensor, cell.tensor, tanh_c.tensor, out.tensor]))
     }
 
     fn backward<T: Real>(
@@ -70,8 +67,8 @@ impl SequenceKernel for LstmSequence {
         grads: &[Buf<T>],
         n_inputs: usize,
     ) -> Result<Vec<Option<Tensor>>, String> {
-        let [x, h0, c0, w_ih, w_hh, gates, cell, tanh_c, out] = saved else {
-            return Err(format!("LSTM kernel: {} saved tensors, expected 9", saved.len()));
+        let [x, h0, c0, w_ih, w_hh, .., gates, cell, tanh_c, out] = saved else {
+            return Err(format!("LSTM kernel: {} saved tensors, expected 9 or 11", saved.len()));
         };
         let [g_out, g_h, g_c] = grads else {
             return Err(format!("LSTM kernel: {} output gradients, expected 3", grads.len()));
@@ -89,7 +86,7 @@ impl SequenceKernel for LstmSequence {
             let (dgs, dhs, dcs) = (d_gates.slice_mut(), dh.slice_mut(), dc.slice_mut());
             backward_step(rows, gs, dgs, c0s, cs, tcs, g_outs, dhs, dcs);
             // dh_prev = da_s W_hh
-            rows.back(&d_gates, w_hh, T::ZERO, &mut dh);
+            rows.back(&d_gates, w_hh, false, &mut dh);
         }
         // Both sides of the gates share their pre-activation gradient (b_hh is
         // folded into the projection), over all steps at once.

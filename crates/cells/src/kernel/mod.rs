@@ -4,13 +4,18 @@
 //! Step by step, a cell costs a dozen libtorch calls forward and as many
 //! autograd nodes backward; at the coursework's sizes (batch 100, hidden 32)
 //! each call does microseconds of arithmetic and about as much dispatch. A
-//! kernel here does one layer's whole sequence in plain loops and
-//! `matrixmultiply` products, and its backward is written out by hand (BPTT),
-//! so a training step makes a handful of calls per layer instead of thousands.
+//! kernel here does one layer's whole sequence as one GEMM per step (libtorch's,
+//! into the kernel's own buffers) and the gates fused in one vectorised loop,
+//! and its backward is written out by hand (BPTT), so a training step makes
+//! one autograd node per layer instead of thousands.
 //!
 //! tch cannot define an autograd function, so `csrc/custom_function.cpp`
 //! wraps [`CustomFunction`] in a `torch::autograd::Function`: `loss.backward()`
-//! reaches the Rust backward like any other node. Kernels (the LSTM's and the
+//! reaches the Rust backward like any other node. The bridge saves the
+//! tensors the backward needs as PyTorch's `save_for_backward` does, so the
+//! node keeps autograd's guarantees: its graph is freed with its last tensor,
+//! an input changed in place before backward is an error, and a second
+//! backward needs `retain_graph`. Kernels (the LSTM's and the
 //! GRU's) run on CPU tensors of f32 or f64; the cells fall back to their
 //! step-by-step path elsewhere (CUDA, half precision).
 
@@ -30,12 +35,14 @@ pub(crate) use real::Real;
 
 /// A function with a hand-written gradient.
 pub(crate) trait CustomFunction: Sync + 'static {
-    /// Outputs, and the tensors [`Self::backward`] needs.
+    /// Outputs, and the tensors beyond the inputs that [`Self::backward`]
+    /// needs (the bridge saves every input itself).
     fn forward(&self, inputs: &[Tensor]) -> Result<(Vec<Tensor>, Vec<Tensor>), String>;
 
     /// The gradient of every input (`n_inputs` of them; `None` for none) from
-    /// the saved tensors and the gradient of every output (zeros for an output
-    /// that did not reach the loss).
+    /// the saved tensors (the `n_inputs` inputs, then what forward kept) and
+    /// the gradient of every output (zeros for an output that did not reach
+    /// the loss).
     fn backward(
         &self,
         saved: &[Tensor],
@@ -46,22 +53,23 @@ pub(crate) trait CustomFunction: Sync + 'static {
 
 /// Runs the sequence kernel `f` on `[input [B, T, I], states.., weights..]`
 /// when every tensor is on the CPU in the input's dtype, f32 or f64, and the
-/// sequence has a step; `None` otherwise, for the caller's step-by-step path.
-/// A kernel's own failure (shapes that do not fit) panics, as tch's ops do.
+/// sequence has a step; `Ok(None)` otherwise, for the caller's step-by-step
+/// path. A kernel's own failure (shapes that do not fit) is an error.
 pub(crate) fn sequence<F: CustomFunction, const N: usize>(
     f: &'static F,
     tensors: &[&Tensor],
-) -> Option<[Tensor; N]> {
+) -> Result<Option<[Tensor; N]>, crate::CellError> {
     let input = tensors[0];
     let kind = input.kind();
     let runs = matches!(kind, Kind::Float | Kind::Double)
         && input.dim() == 3
         && input.size()[1] > 0
         && tensors.iter().all(|t| t.device() == Device::Cpu && t.kind() == kind);
-    runs.then(|| {
-        let outs = apply(f, tensors, N).unwrap_or_else(|e| panic!("{e}"));
-        outs.try_into().unwrap_or_else(|_| unreachable!("apply returns N outputs"))
-    })
+    if !runs {
+        return Ok(None);
+    }
+    let outs = apply(f, tensors, N).map_err(crate::CellError::Kernel)?;
+    Ok(Some(outs.try_into().unwrap_or_else(|_| unreachable!("apply returns N outputs"))))
 }
 
 type ForwardFn = unsafe extern "C" fn(
@@ -133,7 +141,7 @@ pub(crate) fn apply<F: CustomFunction>(
     Ok(outs.into_iter().map(|p| unsafe { Tensor::from_ptr(p) }).collect())
 }
 
-fn message(err: &[c_char]) -> String {
+pub(crate) fn message(err: &[c_char]) -> String {
     let bytes: Vec<u8> = err.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
     String::from_utf8_lossy(&bytes).into_owned()
 }

@@ -1,5 +1,5 @@
-//! f32 and f64 for the kernels: the arithmetic they need, the matrix product,
-//! and views of a tensor's memory.
+//! f32 and f64 for the kernels: the arithmetic they need and views of a
+//! tensor's memory.
 
 use std::ops::{Add, AddAssign, Mul, Sub};
 use tch::{Device, Kind, Tensor};
@@ -12,24 +12,6 @@ pub(crate) trait Real:
     const ONE: Self;
     fn exp(self) -> Self;
     fn recip(self) -> Self;
-
-    /// `C <- alpha A B + beta C` for an `m x k` A and a `k x n` B, each given
-    /// by a pointer and its (row, column) strides in elements.
-    ///
-    /// # Safety
-    /// Every element the strides address must be inside its allocation, and C's
-    /// elements must not alias A's or B's.
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn gemm(
-        m: usize,
-        k: usize,
-        n: usize,
-        alpha: Self,
-        a: (*const Self, isize, isize),
-        b: (*const Self, isize, isize),
-        beta: Self,
-        c: (*mut Self, isize, isize),
-    );
 
     #[inline(always)]
     fn sigmoid(self) -> Self {
@@ -47,7 +29,7 @@ pub(crate) trait Real:
 }
 
 macro_rules! real {
-    ($t:ty, $kind:expr, $gemm:path, $exp:path) => {
+    ($t:ty, $kind:expr, $exp:path) => {
         impl Real for $t {
             const KIND: Kind = $kind;
             const ZERO: Self = 0.0;
@@ -60,24 +42,12 @@ macro_rules! real {
             fn recip(self) -> Self {
                 1.0 / self
             }
-            unsafe fn gemm(
-                m: usize,
-                k: usize,
-                n: usize,
-                alpha: Self,
-                a: (*const Self, isize, isize),
-                b: (*const Self, isize, isize),
-                beta: Self,
-                c: (*mut Self, isize, isize),
-            ) {
-                $gemm(m, k, n, alpha, a.0, a.1, a.2, b.0, b.1, b.2, beta, c.0, c.1, c.2)
-            }
         }
     };
 }
 
-real!(f32, Kind::Float, matrixmultiply::sgemm, exp_f32);
-real!(f64, Kind::Double, matrixmultiply::dgemm, f64::exp);
+real!(f32, Kind::Float, exp_f32);
+real!(f64, Kind::Double, f64::exp);
 
 /// `e^x` in f32 without branches, so that loops over it vectorise (libm's
 /// `expf` is a call per element). Cephes' `expf`: `x = n ln 2 + r` with
@@ -144,14 +114,6 @@ impl<T: Real> Buf<T> {
         unsafe {
             std::slice::from_raw_parts_mut(self.tensor.data_ptr() as *mut T, self.tensor.numel())
         }
-    }
-
-    pub fn ptr(&self) -> *const T {
-        self.tensor.data_ptr() as *const T
-    }
-
-    pub fn ptr_mut(&mut self) -> *mut T {
-        self.tensor.data_ptr() as *mut T
     }
 }
 

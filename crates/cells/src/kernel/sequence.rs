@@ -1,6 +1,8 @@
 //! What the sequence kernels share: their sizes, which rows a time step
 //! touches, the recurrent products inside the time loop, and the weight
-//! gradients after it (libtorch products over every step at once).
+//! gradients after it (products over every step at once). Every product is
+//! libtorch's, into the kernels' own buffers: the same GEMM as `nn.LSTM`, on
+//! as many intra-op threads as libtorch is given.
 
 use super::real::Buf;
 use super::{CustomFunction, Real};
@@ -12,10 +14,11 @@ pub(crate) trait SequenceKernel: Sync + 'static {
     /// For error messages: "LSTM", "GRU".
     const NAME: &'static str;
 
-    /// Outputs, and the tensors `backward` needs.
+    /// Outputs, and the tensors beyond the inputs that `backward` needs.
     fn forward<T: Real>(inputs: &[Buf<T>]) -> Result<(Vec<Tensor>, Vec<Tensor>), String>;
 
-    /// The gradient of every input, in the inputs' order.
+    /// The gradient of every input, in the inputs' order, from the saved
+    /// tensors: the `n_inputs` inputs, then what `forward` kept.
     fn backward<T: Real>(
         saved: &[Buf<T>],
         grads: &[Buf<T>],
@@ -80,51 +83,34 @@ pub(crate) struct Rows {
 }
 
 impl Rows {
-    /// `c[n] += h_prev[n] W_hh^T` for the batch at step `s`: `h_prev` is `h0`
-    /// at step 0 and `out[:, s-1]` after; `c`'s rows (`G*H` wide) start at
-    /// element `offset` and are `rs_c` apart.
-    pub fn recur<T: Real>(
-        self,
-        h0: &Buf<T>,
-        out: &Buf<T>,
-        w_hh: &Buf<T>,
-        c: &mut Buf<T>,
-        (offset, rs_c): (usize, usize),
-    ) {
+    /// `c += h_prev W_hh^T` for the batch at step `s`: `h_prev` is `h0` at
+    /// step 0 and `out[:, s-1]` after; `c` is a `[B, G*H]` view whose rows may
+    /// be strided. libtorch's `addmm_` (the GEMM `nn.LSTM` uses, on libtorch's
+    /// intra-op threads) reads and writes the strided rows in place.
+    pub fn recur<T: Real>(self, h0: &Buf<T>, out: &Buf<T>, w_hh: &Buf<T>, c: &Tensor) {
         let Rows { b, t, h, s } = self;
         let g = w_hh.tensor.numel() / h;
         assert!(h0.tensor.numel() == b * h && out.tensor.numel() == b * t * h);
-        assert!(b == 0 || offset + (b - 1) * rs_c + g <= c.tensor.numel());
-        // SAFETY: the sizes were just checked; c is a buffer of its own.
-        unsafe {
-            let a = match s {
-                0 => (h0.ptr(), h as isize, 1),
-                _ => (out.ptr().add((s - 1) * h), (t * h) as isize, 1),
-            };
-            let c = (c.ptr_mut().add(offset), rs_c as isize, 1);
-            T::gemm(b, h, g, T::ONE, a, (w_hh.ptr(), 1, h as isize), T::ONE, c);
-        }
+        assert!(c.size() == [b as i64, g as i64]);
+        let prev = match s {
+            0 => h0.tensor.shallow_clone(),
+            _ => out.tensor.select(1, s as i64 - 1),
+        };
+        let _ = c.shallow_clone().addmm_(&prev, &w_hh.tensor.tr());
     }
 
-    /// `dh (beta) += d[:, s] W_hh`: the recurrent side's pre-activation
-    /// gradient at step `s` (`d [B, T, G*H]`) back to the previous state.
-    pub fn back<T: Real>(self, d: &Buf<T>, w_hh: &Buf<T>, beta: T, dh: &mut Buf<T>) {
+    /// `dh (+)= d[:, s] W_hh`, overwriting `dh` unless `accumulate`: the
+    /// recurrent side's pre-activation gradient at step `s` (`d [B, T, G*H]`)
+    /// back to the previous state.
+    pub fn back<T: Real>(self, d: &Buf<T>, w_hh: &Buf<T>, accumulate: bool, dh: &mut Buf<T>) {
         let Rows { b, t, h, s } = self;
         let g = w_hh.tensor.size()[0] as usize;
         assert!(d.tensor.numel() == b * t * g && dh.tensor.numel() == b * h);
-        // SAFETY: the sizes were just checked; dh is its own buffer.
-        unsafe {
-            let a = (d.ptr().add(s * g), (t * g) as isize, 1);
-            T::gemm(
-                b,
-                g,
-                h,
-                T::ONE,
-                a,
-                (w_hh.ptr(), h as isize, 1),
-                beta,
-                (dh.ptr_mut(), h as isize, 1),
-            );
+        let ds = d.tensor.select(1, s as i64);
+        if accumulate {
+            let _ = dh.tensor.shallow_clone().addmm_(&ds, &w_hh.tensor);
+        } else {
+            let _ = ds.mm_out(&dh.tensor, &w_hh.tensor);
         }
     }
 }
@@ -157,11 +143,12 @@ impl WeightGrads {
         bias: bool,
     ) -> Self {
         let (b, t, g) = (d_in.size()[0], d_in.size()[1], d_in.size()[2]);
-        let flat = |m: &Tensor| m.reshape([b * t, -1]);
+        // widths spelled out: `-1` is ambiguous for an empty batch
+        let flat = |m: &Tensor| m.reshape([b * t, m.size()[2]]);
         let (d_in, d_rec) = (flat(d_in), flat(d_rec));
         let kind = d_in.kind();
         Self {
-            dx: d_in.mm(w_ih).view([b, t, -1]),
+            dx: d_in.mm(w_ih).view([b, t, w_ih.size()[1]]),
             dw_ih: d_in.tr().mm(&flat(x)),
             dw_hh: d_rec.tr().mm(&flat(h_prev)),
             biases: bias.then(|| {
