@@ -1,4 +1,4 @@
-"""Golden learning rates for crates/models/src/lr_scheduler.rs tests.
+"""Golden learning rates for crates/train/src/schedule.rs tests.
 
 Steps PyTorch's StepLR and CosineAnnealingWarmRestarts once per epoch and
 prints the learning rate in effect at each epoch (optimizer.param_groups[0]).
@@ -23,3 +23,12 @@ print("cosine(T_0=4, T_mult=1, eta_min=0.001):",
       trace(lambda o: torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(o, T_0=4, eta_min=0.001), 10))
 print("cosine(T_0=2, T_mult=2, eta_min=0):",
       trace(lambda o: torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(o, T_0=2, T_mult=2), 16))
+
+def warmup_cosine(o, warmup=3, decay=5, eta_min=0.01):
+    return torch.optim.lr_scheduler.SequentialLR(o, [
+        torch.optim.lr_scheduler.LinearLR(o, start_factor=1 / warmup, total_iters=warmup - 1),
+        torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=decay, eta_min=eta_min),
+    ], milestones=[warmup])
+
+print("warm-up 3 then cosine(T_max=5, eta_min=0.01), lr 0.3:",
+      trace(warmup_cosine, 8, lr=0.3))

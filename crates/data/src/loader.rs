@@ -2,8 +2,9 @@
 //!
 //! All features of a split are computed once (in parallel, through the cache), stacked
 //! into one `[N, T, C]` tensor and moved to the device; an epoch is a permutation drawn
-//! from ChaCha8 seeded with `seed + epoch` (the same order on every device and run), cut
-//! into batches with `index_select`. [`Standardizer`] holds per-coefficient mean and
+//! from ChaCha8 seeded with [`epoch_seed`]`(seed, epoch)`, a splitmix64 mix of the two
+//! (the same order on every device and run, and no two seeds share an epoch's order),
+//! cut into batches with `index_select`. [`Standardizer`] holds per-coefficient mean and
 //! standard deviation fitted on the train split only.
 
 use rand::seq::SliceRandom;
@@ -16,6 +17,22 @@ use tch::{Device, Kind, Tensor};
 use crate::error::{DataError, Result};
 use crate::mfcc::Features;
 use crate::speech_commands::SpeechCommands;
+
+/// One step of splitmix64 (Steele, Lea & Flood 2014): a bijection of `u64`
+/// whose outputs of nearby inputs look independent.
+pub fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The shuffling seed of `epoch` in a run seeded with `seed`:
+/// `splitmix64(splitmix64(seed) + epoch)`. Unlike `seed + epoch`, seed `s` at
+/// epoch `e + 1` does not repeat seed `s + 1` at epoch `e`.
+pub fn epoch_seed(seed: u64, epoch: u64) -> u64 {
+    splitmix64(splitmix64(seed).wrapping_add(epoch))
+}
 
 /// Per-coefficient standardisation `(x - mean) / std`, fitted on training features.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -169,14 +186,36 @@ impl DataLoader {
 
     /// The next epoch's batches (a fresh order each call when shuffling).
     pub fn iter(&mut self) -> Batches<'_> {
-        let n = self.num_samples();
-        let order = self.seed.map(|seed| {
-            let mut idx: Vec<i64> = (0..n as i64).collect();
-            idx.shuffle(&mut ChaCha8Rng::seed_from_u64(seed.wrapping_add(self.epoch)));
-            Tensor::from_slice(&idx).to_device(self.xs.device())
-        });
+        let order = self.epoch_order(self.epoch);
         self.epoch += 1;
         Batches { loader: self, order, next: 0, batches: self.len() }
+    }
+
+    /// The clip order of `epoch` (0-based) on the device, or `None` when not
+    /// shuffling: a permutation drawn from ChaCha8 seeded with
+    /// [`epoch_seed`]`(seed, epoch)`.
+    pub fn epoch_order(&self, epoch: u64) -> Option<Tensor> {
+        let n = self.num_samples();
+        self.seed.map(|seed| {
+            let mut idx: Vec<i64> = (0..n as i64).collect();
+            idx.shuffle(&mut ChaCha8Rng::seed_from_u64(epoch_seed(seed, epoch)));
+            Tensor::from_slice(&idx).to_device(self.xs.device())
+        })
+    }
+
+    /// Batch `i` (0-based, below [`DataLoader::len`]) of an epoch in `order`
+    /// (from [`DataLoader::epoch_order`]; dataset order when `None`):
+    /// `(x [B, T, C], y [B])`.
+    pub fn batch(&self, order: Option<&Tensor>, i: usize) -> (Tensor, Tensor) {
+        let start = (i * self.batch_size) as i64;
+        let size = (self.batch_size as i64).min(self.num_samples() as i64 - start);
+        match order {
+            Some(order) => {
+                let idx = order.narrow(0, start, size);
+                (self.xs.index_select(0, &idx), self.ys.index_select(0, &idx))
+            }
+            None => (self.xs.narrow(0, start, size), self.ys.narrow(0, start, size)),
+        }
     }
 }
 
@@ -195,17 +234,8 @@ impl Iterator for Batches<'_> {
         if self.next >= self.batches {
             return None;
         }
-        let l = self.loader;
-        let start = (self.next * l.batch_size) as i64;
-        let size = (l.batch_size as i64).min(l.num_samples() as i64 - start);
         self.next += 1;
-        Some(match &self.order {
-            Some(order) => {
-                let idx = order.narrow(0, start, size);
-                (l.xs.index_select(0, &idx), l.ys.index_select(0, &idx))
-            }
-            None => (l.xs.narrow(0, start, size), l.ys.narrow(0, start, size)),
-        })
+        Some(self.loader.batch(self.order.as_ref(), self.next - 1))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -215,3 +245,51 @@ impl Iterator for Batches<'_> {
 }
 
 impl ExactSizeIterator for Batches<'_> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    /// Reference values of splitmix64 from its published C code
+    /// (`next()` with the state starting at 0 returns these in turn; each
+    /// call adds the golden-ratio constant to the state first).
+    #[test]
+    fn splitmix64_matches_the_reference() {
+        assert_eq!(splitmix64(0), 0xe220_a839_7b1d_cdaf);
+        assert_eq!(splitmix64(0x9e37_79b9_7f4a_7c15), 0x6e78_9e6a_a1b9_65f4);
+    }
+
+    fn loader(n: usize, seed: u64) -> DataLoader {
+        let feats: Vec<Features> =
+            (0..n).map(|i| Features { frames: 1, n_mfcc: 1, values: vec![i as f32] }).collect();
+        let labels: Vec<i64> = (0..n as i64).collect();
+        DataLoader::from_features(&feats, &labels, n, Device::Cpu).unwrap().shuffle(seed)
+    }
+
+    fn order(l: &DataLoader, epoch: u64) -> Vec<i64> {
+        Vec::<i64>::try_from(l.epoch_order(epoch).unwrap()).unwrap()
+    }
+
+    /// No two (seed, epoch) pairs of 32 seeds and 32 epochs share an order,
+    /// in particular seed s at epoch e+1 and seed s+1 at epoch e, which
+    /// `seed + epoch` made equal.
+    #[test]
+    fn no_two_seeds_share_an_epoch_order() {
+        let loaders: Vec<DataLoader> = (0..32).map(|s| loader(40, s)).collect();
+        let mut seen = HashSet::new();
+        for l in &loaders {
+            for e in 0..32 {
+                assert!(seen.insert(order(l, e)), "an order repeats");
+            }
+        }
+        assert_ne!(order(&loaders[3], 1), order(&loaders[4], 0));
+        // iter() walks the same orders, epoch after epoch
+        let mut l = loader(40, 5);
+        for e in 0..3 {
+            let ys: Vec<i64> =
+                l.iter().flat_map(|(_, y)| Vec::<i64>::try_from(y).unwrap()).collect();
+            assert_eq!(ys, order(&loaders[5], e));
+        }
+    }
+}

@@ -91,26 +91,21 @@ pub struct Metrics {
 impl Metrics {
     /// Reads a CSV with a header line and numeric (or empty) cells.
     pub fn read(path: &Path) -> anyhow::Result<Self> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let mut lines = text.lines();
-        let header: Vec<String> = lines
-            .next()
-            .with_context(|| format!("{} is empty", path.display()))?
-            .split(',')
+        let mut reader =
+            csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
+        let header: Vec<String> = reader
+            .headers()
+            .with_context(|| format!("reading {}", path.display()))?
+            .iter()
             .map(str::to_owned)
             .collect();
-        let mut rows = Vec::new();
-        for (i, line) in lines.enumerate() {
-            let row = line
-                .split(',')
-                .map(|cell| if cell.is_empty() { Ok(None) } else { cell.parse::<f64>().map(Some) })
-                .collect::<Result<Vec<_>, _>>()
-                .with_context(|| {
-                    format!("{}, line {}: not a number in {line:?}", path.display(), i + 2)
-                })?;
-            rows.push(row);
-        }
+        let rows = reader
+            .deserialize::<Vec<Option<f64>>>()
+            .enumerate()
+            .map(|(i, row)| {
+                row.with_context(|| format!("{}, line {}: not a number", path.display(), i + 2))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Self { header, rows })
     }
 

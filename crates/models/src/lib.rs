@@ -8,7 +8,6 @@ pub mod rnn_model;
 pub mod stack;
 
 pub mod cluster;
-pub mod lr_scheduler;
 pub mod speaker;
 
 pub use fused::FusedCell;

@@ -8,15 +8,16 @@
 
 use tch::{nn, Tensor};
 
-/// `torch.optim.Adam(params, lr, betas=(0.9, 0.999), eps=1e-8)`.
+/// `torch.optim.Adam(params, lr, betas=(0.9, 0.999), eps=1e-8)`, or with
+/// [`Adam::with_weight_decay`] `torch.optim.AdamW`.
 #[derive(Debug)]
 pub struct Adam {
     lr: f64,
     betas: (f64, f64),
     eps: f64,
     step: i64,
-    /// Parameter name, parameter, first and second moment.
-    slots: Vec<(String, Tensor, Tensor, Tensor)>,
+    /// Parameter name, parameter, first and second moment, weight decay.
+    slots: Vec<(String, Tensor, Tensor, Tensor, f64)>,
 }
 
 impl Adam {
@@ -29,10 +30,41 @@ impl Adam {
             .into_iter()
             .map(|(name, p)| {
                 let (m, v) = (p.zeros_like(), p.zeros_like());
-                (name, p, m, v)
+                (name, p, m, v, 0.0)
             })
             .collect();
         Self { lr, betas: (0.9, 0.999), eps: 1e-8, step: 0, slots }
+    }
+
+    /// Other `(β1, β2)` than PyTorch's default `(0.9, 0.999)`.
+    pub fn with_betas(mut self, betas: (f64, f64)) -> Self {
+        self.betas = betas;
+        self
+    }
+
+    /// AdamW (Loshchilov & Hutter 2019): before each update every parameter
+    /// shrinks by `lr · weight_decay` (PyTorch's `p.mul_(1 - lr * wd)`), except
+    /// the variables of `vs` in optimiser group `exempt_group` (e.g. BatchNorm's
+    /// γ and β).
+    pub fn with_weight_decay(
+        mut self,
+        vs: &nn::VarStore,
+        weight_decay: f64,
+        exempt_group: Option<usize>,
+    ) -> Self {
+        let exempt: Vec<Tensor> = {
+            let vars = vs.variables_.lock().unwrap();
+            vars.trainable_variables
+                .iter()
+                .filter(|v| Some(v.group) == exempt_group)
+                .map(|v| v.tensor.shallow_clone())
+                .collect()
+        };
+        for (_, p, _, _, wd) in &mut self.slots {
+            let skip = exempt.iter().any(|e| e.data_ptr() == p.data_ptr());
+            *wd = if skip { 0.0 } else { weight_decay };
+        }
+        self
     }
 
     pub fn lr(&self) -> f64 {
@@ -44,7 +76,7 @@ impl Adam {
     }
 
     pub fn zero_grad(&mut self) {
-        for (_, p, _, _) in &mut self.slots {
+        for (_, p, _, _, _) in &mut self.slots {
             p.zero_grad();
         }
     }
@@ -64,10 +96,13 @@ impl Adam {
         let bc2_sqrt = (1.0 - b2.powi(self.step as i32)).sqrt();
         let step_size = self.lr / bc1;
         tch::no_grad(|| {
-            for (_, p, m, v) in &mut self.slots {
+            for (_, p, m, v, wd) in &mut self.slots {
                 let g = p.grad();
                 if !g.defined() {
                     continue;
+                }
+                if *wd != 0.0 {
+                    let _ = p.g_mul_scalar_(1.0 - self.lr * *wd);
                 }
                 let _ = m.lerp_(&g, 1.0 - b1);
                 let _ = v.g_mul_scalar_(b2).addcmul_(&g, &g.g_mul_scalar(1.0 - b2));
@@ -85,7 +120,7 @@ impl Adam {
     /// and the step count, for a checkpoint.
     pub fn state(&self) -> (Vec<(String, Tensor)>, i64) {
         let mut t = Vec::new();
-        for (name, _, m, v) in &self.slots {
+        for (name, _, m, v, _) in &self.slots {
             t.push((format!("{name}.exp_avg"), m.shallow_clone()));
             t.push((format!("{name}.exp_avg_sq"), v.shallow_clone()));
         }
@@ -95,7 +130,7 @@ impl Adam {
     /// Restores what [`Adam::state`] gave; every moment must be present.
     pub fn load_state(&mut self, tensors: &[(String, Tensor)], step: i64) -> Result<(), String> {
         let find = |key: String| tensors.iter().find(|(n, _)| *n == key).map(|(_, t)| t).ok_or(key);
-        for (name, _, m, v) in &mut self.slots {
+        for (name, _, m, v, _) in &mut self.slots {
             let (sm, sv) = (find(format!("{name}.exp_avg"))?, find(format!("{name}.exp_avg_sq"))?);
             tch::no_grad(|| {
                 m.copy_(sm);
@@ -186,6 +221,51 @@ mod tests {
         // And it moved: the weights are not where they started.
         let start = Vec::<f64>::try_from(init[0].flatten(0, -1)).unwrap();
         assert!(a.iter().zip(&start).any(|(x, y)| (x - y).abs() > 1e-3));
+    }
+
+    /// AdamW with β (0.9, 0.99), weight decay 0.1 and group 1 exempt equals
+    /// libtorch's AdamW with `set_weight_decay_group(1, 0.0)` for five steps.
+    #[test]
+    fn weight_decay_matches_libtorch_adamw() {
+        let init = [randn(&[3, 4]), randn(&[3])];
+        let (x, y) = (randn(&[8, 4]), randn(&[8, 3]));
+        let run = |ours: bool, wd: f64| -> (Vec<f64>, Vec<f64>) {
+            let mut vs = nn::VarStore::new(Device::Cpu);
+            vs.set_kind(Kind::Double);
+            let w = vs.root().zeros("w", &[3, 4]);
+            let b = vs.root().set_group(1).zeros("b", &[3]);
+            tch::no_grad(|| {
+                w.shallow_clone().copy_(&init[0]);
+                b.shallow_clone().copy_(&init[1]);
+            });
+            let loss = || (x.matmul(&w.tr()) + &b).mse_loss(&y, tch::Reduction::Mean);
+            if ours {
+                let mut opt = Adam::new(&vs, 0.05).with_betas((0.9, 0.99)).with_weight_decay(
+                    &vs,
+                    wd,
+                    Some(1),
+                );
+                for _ in 0..5 {
+                    opt.backward_step(&loss());
+                }
+            } else {
+                let cfg = nn::AdamW { beta1: 0.9, beta2: 0.99, wd, ..Default::default() };
+                let mut opt = cfg.build(&vs, 0.05).unwrap();
+                opt.set_weight_decay_group(1, 0.0);
+                for _ in 0..5 {
+                    opt.backward_step(&loss());
+                }
+            }
+            let flat = |t: &Tensor| Vec::<f64>::try_from(t.flatten(0, -1)).unwrap();
+            (flat(&w), flat(&b))
+        };
+        let ((wa, ba), (wb, bb)) = (run(true, 0.1), run(false, 0.1));
+        for (x, y) in wa.iter().chain(&ba).zip(wb.iter().chain(&bb)) {
+            assert!((x - y).abs() < 1e-12, "{wa:?} {ba:?}\n{wb:?} {bb:?}");
+        }
+        // the decay acted: without it the weights end elsewhere
+        let (w0, _) = run(true, 0.0);
+        assert!(w0.iter().zip(&wa).any(|(x, y)| (x - y).abs() > 1e-4), "{w0:?} {wa:?}");
     }
 
     /// Equal to tch's `Optimizer::clip_grad_norm` (which reads the norm on the

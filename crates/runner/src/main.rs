@@ -5,12 +5,12 @@
 
 mod bench;
 mod bench_rnn;
+mod config;
 mod data_cmd;
 mod device;
 mod info;
 mod mfcc_cmd;
 mod plots;
-mod run_dir;
 mod speaker;
 mod train;
 mod train_rnn;

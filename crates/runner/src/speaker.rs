@@ -9,9 +9,12 @@
 //! Features are standardised per coefficient with training statistics (saved
 //! in `config.json`).
 //!
-//! Optimisation: Adam, `StepLR(step_size, gamma)` stepped once per epoch.
-//! Every step's loss goes to `metrics.csv` (`step,epoch,loss,lr,heldout_loss,
-//! heldout_accuracy,unseen_purity`; the last three at the end of each epoch). The embeddings
+//! Optimisation, on the `train` engine: Adam, `StepLR(step_size, gamma)`
+//! counted in epochs, validation after every epoch (`--valid-every` for
+//! another interval). Every step's loss goes to `metrics.csv`
+//! (`step,epoch,loss,lr,valid_loss,heldout_accuracy,unseen_purity,seconds`;
+//! `valid_loss` is the held-out loss, the validation columns at each
+//! validation). `--resume` continues a run exactly. The embeddings
 //! of every utterance, projected on their first two principal components, are
 //! kept at regular epochs in `embeddings/epoch_<nnnn>.csv` for `rnnlab plots`.
 //! `summary.json` holds `final_loss` (mean training loss of the last epoch),
@@ -19,7 +22,7 @@
 //! (k-means on the unseen speakers' embeddings, k = their number) and the
 //! training speed in iterations (batches) per second.
 
-use crate::run_dir::{MetricsCsv, RunDir};
+use crate::config::{RunConfig, RunSummary};
 use crate::train::TrainArgs;
 use anyhow::{bail, Context};
 use clap::Args;
@@ -32,14 +35,13 @@ use data::speakers::{
 };
 use data::speech_commands::DEFAULT_CACHE_DIR;
 use models::cluster::{kmeans_purity, pca_2d, KMeansConfig};
-use models::lr_scheduler::{Scheduler, StepLR};
 use models::speaker::{accuracy, proxy_logits, SpeakerConfig, SpeakerModel};
 use serde::{Deserialize, Serialize};
-use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
-use tch::nn::{self, OptimizerConfig};
+use tch::nn;
 use tch::{Device, Kind, Tensor};
+use train::{Eval, Goal, Optim, RunDir, RunStats, Schedule, Settings, Task};
 
 /// Utterances per forward pass when embedding a whole set.
 const EMBED_CHUNK: i64 = 512;
@@ -75,11 +77,9 @@ impl Default for SpeakerTrain {
     }
 }
 
-/// `config.json` of a speaker run.
+/// `config.json` of a speaker run (under `"model": "speaker"`, see [`RunConfig`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SpeakerRunConfig {
-    /// Always `"speaker"`.
-    pub model: String,
     pub speaker: SpeakerConfig,
     pub train: SpeakerTrain,
     pub data_dir: PathBuf,
@@ -94,6 +94,12 @@ pub struct SpeakerRunConfig {
     pub unseen_speakers: Vec<String>,
     /// Epochs after which embeddings were saved (0: before training).
     pub snapshot_epochs: Vec<usize>,
+    /// Validation every this many steps (every epoch when none).
+    #[serde(default)]
+    pub valid_every: Option<usize>,
+    /// Early stopping on the held-out accuracy (off when none).
+    #[serde(default)]
+    pub patience: Option<usize>,
 }
 
 /// Features and labels of one set, standardised, on the device.
@@ -169,20 +175,36 @@ fn snapshot(
     let dir = run.file("embeddings");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join(format!("epoch_{epoch:04}.csv"));
-    let mut text = String::from("set,speaker,pc1,pc2\n");
+    let mut w =
+        csv::Writer::from_path(&path).with_context(|| format!("writing {}", path.display()))?;
     let mut row = 0;
+    let round = |v: f64| (v * 1e5).round() / 1e5;
     for (name, set, speakers) in sets {
         let labels: Vec<i64> = Vec::<i64>::try_from(&set.y.to_device(Device::Cpu))?;
         for l in labels {
             let p = &pcs[row];
-            text.push_str(&format!("{name},{},{:.5},{:.5}\n", speakers[l as usize], p[0], p[1]));
+            w.serialize(EmbeddingRow {
+                set: name.to_string(),
+                speaker: speakers[l as usize].clone(),
+                pc1: round(p[0]),
+                pc2: round(p[1]),
+            })?;
             row += 1;
         }
     }
-    let mut f =
-        std::fs::File::create(&path).with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(text.as_bytes())?;
+    w.flush().with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+/// A row of `embeddings/epoch_<nnnn>.csv`: one utterance's embedding on the
+/// first two principal components.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmbeddingRow {
+    /// `train`, `heldout` or `unseen`.
+    pub set: String,
+    pub speaker: String,
+    pub pc1: f64,
+    pub pc2: f64,
 }
 
 /// k-means purity of the unseen speakers' embeddings (k = their number).
@@ -204,34 +226,164 @@ fn snapshot_epochs(epochs: usize) -> Vec<usize> {
     v
 }
 
-pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
-    if args.resume.is_some() {
-        bail!("--resume is not supported for speaker (a default run takes a few minutes); start a new run");
+/// The validation scores of a speaker run (`metrics.csv` columns).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpeakerScores {
+    /// Nearest-proxy accuracy on the held-out utterances of training speakers.
+    pub heldout_accuracy: f64,
+    /// k-means purity of the unseen speakers' embeddings (when there are two or more).
+    pub unseen_purity: Option<f64>,
+}
+
+impl train::Scores for SpeakerScores {
+    const COLUMNS: &'static [&'static str] = &["heldout_accuracy", "unseen_purity"];
+}
+
+/// `summary.json` of a speaker run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SpeakerSummary {
+    /// Mean training loss of the last epoch.
+    pub final_loss: f64,
+    /// Held-out loss, accuracy and unseen-speaker purity after the last epoch.
+    pub heldout_loss: f64,
+    pub heldout_accuracy: f64,
+    pub best_heldout_accuracy: f64,
+    pub unseen_purity: Option<f64>,
+    pub unseen_speakers: usize,
+    pub train_speakers: usize,
+    pub epochs: usize,
+    #[serde(flatten)]
+    pub stats: RunStats,
+    /// Training iterations (batches) per second.
+    pub it_per_s: f64,
+    pub device: String,
+    pub threads: i32,
+}
+
+/// The speaker model and its three sets, for the training engine.
+struct SpeakerTask<'a> {
+    vs: nn::VarStore,
+    model: SpeakerModel,
+    loader: DataLoader,
+    order: Option<Tensor>,
+    sets: Vec<(&'static str, &'a Set, &'a [String])>,
+    unseen_k: usize,
+    seed: u64,
+    snapshots: Vec<usize>,
+}
+
+impl Task for SpeakerTask<'_> {
+    type Scores = SpeakerScores;
+
+    fn var_store(&self) -> &nn::VarStore {
+        &self.vs
     }
+
+    fn var_store_mut(&mut self) -> &mut nn::VarStore {
+        &mut self.vs
+    }
+
+    fn steps_per_epoch(&self) -> u64 {
+        self.loader.len() as u64
+    }
+
+    fn begin_epoch(&mut self, epoch: u64) {
+        self.order = self.loader.epoch_order(epoch);
+    }
+
+    fn train_loss(&mut self, _step: u64, batch: u64) -> Tensor {
+        let (x, y) = self.loader.batch(self.order.as_ref(), batch as usize);
+        self.model.loss(&x, &y)
+    }
+
+    fn evaluate(&mut self) -> anyhow::Result<Eval<SpeakerScores>> {
+        let (loss, heldout_accuracy) = evaluate(&self.model, self.sets[1].1);
+        let unseen_purity = unseen_purity(&self.model, self.sets[2].1, self.unseen_k, self.seed);
+        Ok(Eval { loss, scores: SpeakerScores { heldout_accuracy, unseen_purity } })
+    }
+
+    fn monitor(&self, eval: &Eval<SpeakerScores>) -> (f64, Goal) {
+        (eval.scores.heldout_accuracy, Goal::Maximize)
+    }
+
+    fn end_epoch(&mut self, epoch: u64, run: &RunDir) -> anyhow::Result<()> {
+        let epoch = epoch as usize + 1;
+        if self.snapshots.contains(&epoch) {
+            snapshot(run, epoch, &self.model, &self.sets)?;
+        }
+        Ok(())
+    }
+
+    fn describe(&self, e: &Eval<SpeakerScores>) -> String {
+        format!(
+            "held-out loss {:.4} accuracy {:.1}%{}",
+            e.loss,
+            100.0 * e.scores.heldout_accuracy,
+            e.scores
+                .unseen_purity
+                .map_or(String::new(), |p| format!(" unseen purity {:.1}%", 100.0 * p))
+        )
+    }
+}
+
+/// The engine's settings of a speaker run: Adam, `StepLR(step_size, gamma)`
+/// counted in epochs, validation after every epoch unless `--valid-every`.
+fn settings(
+    t: &SpeakerTrain,
+    per_epoch: usize,
+    valid_every: Option<usize>,
+    patience: Option<usize>,
+) -> Settings {
+    let per_epoch = per_epoch.max(1);
+    Settings {
+        seed: t.seed,
+        steps: (t.epochs * per_epoch) as u64,
+        valid_every: valid_every.unwrap_or(per_epoch) as u64,
+        optimizer: Optim::adam(),
+        schedule: Schedule::step(t.lr, t.step_size * per_epoch, t.gamma),
+        clip_grad_norm: None,
+        patience,
+        log_every: per_epoch as u64,
+    }
+}
+
+pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
     if args.steps.is_some() {
         bail!("the speaker model trains by epochs: use --epochs, not --steps");
     }
-    let d = SpeakerTrain::default();
-    let t = SpeakerTrain {
-        epochs: args.epochs.unwrap_or(d.epochs),
-        batch_size: args.batch_size.unwrap_or(d.batch_size),
-        lr: args.lr.unwrap_or(d.lr),
-        step_size: args.step_size.unwrap_or(d.step_size),
-        gamma: args.gamma.unwrap_or(d.gamma),
-        eval_fraction: d.eval_fraction,
-        holdout_speakers: args.holdout_speakers.unwrap_or(d.holdout_speakers),
-        seed: args.seed,
+    let resumed: Option<SpeakerRunConfig> = match &args.resume {
+        Some(dir) => match RunConfig::read(dir)? {
+            RunConfig::Speaker(c) => Some(c),
+            other => bail!("{} is a {:?} run, not a speaker run", dir.display(), other.kind()),
+        },
+        None => None,
     };
-    if t.batch_size < 1 || t.step_size < 1 {
-        bail!("--batch-size and --step-size must be at least 1");
+    let d = SpeakerTrain::default();
+    let t = match &resumed {
+        Some(c) => SpeakerTrain { epochs: args.epochs.unwrap_or(c.train.epochs), ..c.train },
+        None => SpeakerTrain {
+            epochs: args.epochs.unwrap_or(d.epochs),
+            batch_size: args.batch_size.unwrap_or(d.batch_size),
+            lr: args.lr.unwrap_or(d.lr),
+            step_size: args.step_size.unwrap_or(d.step_size),
+            gamma: args.gamma.unwrap_or(d.gamma),
+            eval_fraction: d.eval_fraction,
+            holdout_speakers: args.holdout_speakers.unwrap_or(d.holdout_speakers),
+            seed: args.seed,
+        },
+    };
+    if t.batch_size < 1 || t.step_size < 1 || t.epochs < 1 {
+        bail!("--batch-size, --step-size and --epochs must be at least 1");
     }
-    // One intra-op thread by default: the ops of a recurrent step are small, and
-    // libtorch's thread pool costs more than it gains (9 it/s with 1 thread, under
-    // 1 it/s with 2 on a busy 2-core machine). `--threads` overrides.
-    tch::set_num_threads(args.threads.unwrap_or(1));
+    // One intra-op thread by default: the ops of a recurrent step are small,
+    // and libtorch's thread pool costs more than it gains. `--threads` overrides.
+    let threads = args.threads.unwrap_or(1);
 
     // Data.
-    let data_dir = args.data_dir.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT));
+    let data_dir = match &resumed {
+        Some(c) => c.data_dir.clone(),
+        None => args.data_dir.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT)),
+    };
     let corpus = SpeakerCorpus::open(&data_dir).with_context(|| {
         format!("reading the speaker corpus (make the default one with `rnnlab data synth-speakers --out {DEFAULT_ROOT}`)")
     })?;
@@ -240,6 +392,14 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
         holdout_speakers: t.holdout_speakers,
         seed: t.seed,
     })?;
+    if let Some(c) = &resumed {
+        if c.train_speakers != split.train_speakers || c.unseen_speakers != split.unseen_speakers {
+            bail!(
+                "{}: the corpus changed since the run started; start a new run",
+                data_dir.display()
+            );
+        }
+    }
     let mfcc = MfccConfig::default();
     let cache = FeatureCache::new(DEFAULT_CACHE_DIR, mfcc, Some(WINDOW_SAMPLES))?;
     let started = Instant::now();
@@ -260,8 +420,11 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
         stats.hits,
         stats.misses
     );
-    let standardizer = Standardizer::fit(&train_f);
-    let mut loader = DataLoader::from_features(&train_f, &train_y, t.batch_size as usize, device)?
+    let standardizer = match &resumed {
+        Some(c) => c.standardizer.clone(),
+        None => Standardizer::fit(&train_f),
+    };
+    let loader = DataLoader::from_features(&train_f, &train_y, t.batch_size as usize, device)?
         .shuffle(t.seed)
         .standardize(&standardizer);
     let train_set = {
@@ -272,23 +435,27 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
     let unseen_set = to_set(&unseen_f, &unseen_y, &standardizer, device)?;
 
     // Model.
-    tch::manual_seed(t.seed as i64);
+    train::init(t.seed, threads, device);
     let vs = nn::VarStore::new(device);
-    let speaker = SpeakerConfig {
-        input_size: mfcc.n_mfcc as i64,
-        hidden_size: args.hidden.unwrap_or(64),
-        num_layers: args.layers.unwrap_or(1),
-        num_speakers: split.train_speakers.len() as i64,
+    let speaker = match &resumed {
+        Some(c) => c.speaker,
+        None => SpeakerConfig {
+            input_size: mfcc.n_mfcc as i64,
+            hidden_size: args.hidden.unwrap_or(64),
+            num_layers: args.layers.unwrap_or(1),
+            num_speakers: split.train_speakers.len() as i64,
+        },
     };
     let model = SpeakerModel::new(vs.root(), speaker);
-    let mut opt = nn::Adam::default().build(&vs, t.lr)?;
-    let mut sched = Scheduler::new(StepLR::new(t.lr, t.step_size, t.gamma));
-    sched.apply(&mut opt);
 
-    let run = RunDir::create(args.out.as_deref(), "speaker")?;
+    let run = match &args.resume {
+        Some(dir) => RunDir::open(dir)?,
+        None => RunDir::create(args.out.as_deref(), "speaker")?,
+    };
     let snaps = snapshot_epochs(t.epochs);
+    let patience = args.patience.or(resumed.as_ref().and_then(|c| c.patience));
+    let valid_every = args.valid_every.or(resumed.as_ref().and_then(|c| c.valid_every));
     let config = SpeakerRunConfig {
-        model: "speaker".into(),
         speaker,
         train: t,
         data_dir: data_dir.clone(),
@@ -299,105 +466,83 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
         train_speakers: split.train_speakers.clone(),
         unseen_speakers: split.unseen_speakers.clone(),
         snapshot_epochs: snaps.clone(),
+        valid_every,
+        patience,
     };
-    run.write_json("config.json", &config)?;
+    run.write_json("config.json", &RunConfig::Speaker(config))?;
     run.write_json("split.json", &split)?;
-    let mut metrics = MetricsCsv::open(
-        &run.file("metrics.csv"),
-        &["step", "epoch", "loss", "lr", "heldout_loss", "heldout_accuracy", "unseen_purity"],
-        None,
-    )?;
     let sets: Vec<(&str, &Set, &[String])> = vec![
         ("train", &train_set, &split.train_speakers[..]),
         ("heldout", &eval_set, &split.train_speakers[..]),
         ("unseen", &unseen_set, &split.unseen_speakers[..]),
     ];
-    snapshot(&run, 0, &model, &sets)?;
+    if args.resume.is_none() {
+        snapshot(&run, 0, &model, &sets)?;
+    }
+    let per_epoch = loader.len();
     println!(
-        "training {} parameters on {device:?} for {} epochs of {} batches; run folder {}",
+        "training {} parameters on {device:?} for {} epochs of {per_epoch} batches; run folder {}",
         vs.trainable_variables().iter().map(|v| v.numel()).sum::<usize>(),
         t.epochs,
-        loader.len(),
         run.path().display()
     );
+    let settings = settings(&t, per_epoch, valid_every, patience);
+    let mut task = SpeakerTask {
+        vs,
+        model,
+        loader,
+        order: None,
+        sets,
+        unseen_k: split.unseen_speakers.len(),
+        seed: t.seed,
+        snapshots: snaps,
+    };
+    let st = train::fit(&mut task, &run, &settings, args.resume.is_some())?;
 
-    let (mut step, mut train_secs) = (0usize, 0f64);
-    let (mut last_epoch_loss, mut best_acc) = (f64::NAN, -1.0);
-    let (mut heldout_loss, mut heldout_acc, mut purity) = (f64::NAN, f64::NAN, None);
-    for epoch in 1..=t.epochs {
-        let lr = sched.lr();
-        let tick = Instant::now();
-        let mut losses = Vec::new();
-        for (x, y) in loader.iter() {
-            let loss = model.loss(&x, &y);
-            opt.backward_step(&loss);
-            losses.push(loss.detach());
-        }
-        let losses: Vec<f64> = Vec::<f64>::try_from(
-            &Tensor::stack(&losses, 0).to_kind(Kind::Double).to_device(Device::Cpu),
-        )?;
-        train_secs += tick.elapsed().as_secs_f64();
-        last_epoch_loss = losses.iter().sum::<f64>() / losses.len() as f64;
-        (heldout_loss, heldout_acc) = evaluate(&model, &eval_set);
-        purity = unseen_purity(&model, &unseen_set, split.unseen_speakers.len(), t.seed);
-        for (i, l) in losses.iter().enumerate() {
-            step += 1;
-            let end = i + 1 == losses.len();
-            let cell = |v: f64| if end { format!("{v:.6}") } else { String::new() };
-            metrics.row(&[
-                step.to_string(),
-                epoch.to_string(),
-                format!("{l:.6}"),
-                format!("{lr:.6e}"),
-                cell(heldout_loss),
-                cell(heldout_acc),
-                purity.map_or(String::new(), cell),
-            ])?;
-        }
-        sched.step(&mut opt);
-        run.save_checkpoint(&vs, "last")?;
-        if heldout_acc > best_acc {
-            best_acc = heldout_acc;
-            run.save_checkpoint(&vs, "best")?;
-        }
-        if snaps.contains(&epoch) {
-            snapshot(&run, epoch, &model, &sets)?;
-        }
-        println!(
-            "epoch {epoch:>3}/{}  loss {last_epoch_loss:.4}  held-out loss {heldout_loss:.4}  \
-             accuracy {:.1}%{}  lr {lr:.2e}  {:.1} it/s",
-            t.epochs,
-            100.0 * heldout_acc,
-            purity.map_or(String::new(), |p| format!("  unseen purity {:.1}%", 100.0 * p)),
-            step as f64 / train_secs
-        );
-    }
-
-    let summary = serde_json::json!({
-        "model": "speaker",
-        "final_loss": last_epoch_loss,
-        "heldout_loss": heldout_loss,
-        "heldout_accuracy": heldout_acc,
-        "best_heldout_accuracy": best_acc,
-        "unseen_purity": purity,
-        "unseen_speakers": split.unseen_speakers.len(),
-        "train_speakers": split.train_speakers.len(),
-        "epochs": t.epochs,
-        "steps": step,
-        "train_seconds": train_secs,
-        "it_per_s": step as f64 / train_secs,
-        "device": format!("{device:?}"),
-        "threads": tch::get_num_threads(),
-    });
-    run.write_json("summary.json", &summary)?;
+    // the last epoch's mean training loss, from metrics.csv
+    let rows: Vec<SpeakerRow> = train::metrics::read_rows(&run.file("metrics.csv"))?;
+    let last_epoch = rows.last().map(|r| r.epoch);
+    let last: Vec<f64> =
+        rows.iter().filter(|r| Some(r.epoch) == last_epoch).map(|r| r.loss).collect();
+    let final_loss = last.iter().sum::<f64>() / last.len().max(1) as f64;
+    let (_, eval) = st.last.clone().context("the run never validated")?;
+    let stats = st.stats();
+    let summary = SpeakerSummary {
+        final_loss,
+        heldout_loss: eval.loss,
+        heldout_accuracy: eval.scores.heldout_accuracy,
+        best_heldout_accuracy: st
+            .best
+            .as_ref()
+            .map_or(f64::NAN, |b| b.eval.scores.heldout_accuracy),
+        unseen_purity: eval.scores.unseen_purity,
+        unseen_speakers: split.unseen_speakers.len(),
+        train_speakers: split.train_speakers.len(),
+        epochs: t.epochs,
+        it_per_s: stats.steps as f64 / stats.train_seconds,
+        stats,
+        device: format!("{device:?}"),
+        threads: tch::get_num_threads(),
+    };
+    run.write_json("summary.json", &RunSummary::Speaker(summary.clone()))?;
     println!(
-        "final loss {last_epoch_loss:.4}, held-out accuracy {:.1}%{}, {:.1} it/s; wrote {}",
-        100.0 * heldout_acc,
-        purity.map_or(String::new(), |p| format!(", unseen-speaker purity {:.1}%", 100.0 * p)),
-        step as f64 / train_secs,
+        "final loss {final_loss:.4}, held-out accuracy {:.1}%{}, {:.1} it/s{}; wrote {}",
+        100.0 * summary.heldout_accuracy,
+        summary
+            .unseen_purity
+            .map_or(String::new(), |p| format!(", unseen-speaker purity {:.1}%", 100.0 * p)),
+        summary.it_per_s,
+        if st.stopped_early { ", stopped early" } else { "" },
         run.path().display()
     );
     Ok(())
+}
+
+/// The columns of a speaker run's `metrics.csv` that its summary reads.
+#[derive(Debug, Clone, Deserialize)]
+struct SpeakerRow {
+    epoch: u64,
+    loss: f64,
 }
 
 /// Flags of `rnnlab data synth-speakers`.

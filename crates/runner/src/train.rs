@@ -1,5 +1,6 @@
 //! `rnnlab train --model ...`: one command for every model; each model's
-//! module owns its training loop and reads the flags that apply to it.
+//! module reads the flags that apply to it and gives its task to the `train`
+//! engine, which owns the loop, checkpoints, `--resume` and early stopping.
 
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
@@ -32,9 +33,14 @@ pub struct TrainArgs {
     /// Output folder (default `results/<model>-<timestamp>`).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Continue the run in this folder from its last checkpoint.
+    /// Continue the run in this folder from its last checkpoint
+    /// (`last.safetensors`: model, optimiser and loop state).
     #[arg(long, conflicts_with = "out")]
     pub resume: Option<PathBuf>,
+    /// Early stopping: end the run after N validations without improvement
+    /// of the model's validation metric, and keep the best weights (off by default).
+    #[arg(long)]
+    pub patience: Option<usize>,
     /// Random seed: the same seed on CPU gives the same metrics.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -59,7 +65,8 @@ pub struct TrainArgs {
     /// Recurrent classifiers: hand-written cells or libtorch's fused kernels.
     #[arg(long, value_enum, default_value_t = crate::train_rnn::EngineArg::Custom)]
     pub engine: crate::train_rnn::EngineArg,
-    /// Recurrent classifiers: score validation and test every N steps.
+    /// Validate every N steps, and after the last (default: recurrent
+    /// classifiers 25 (coursework 20), speaker one epoch, wavenet a twentieth of the run).
     #[arg(long)]
     pub valid_every: Option<usize>,
     /// Recurrent classifiers: the notebook's exact settings (raw int16 scale,

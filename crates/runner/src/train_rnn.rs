@@ -1,13 +1,14 @@
 //! `rnnlab train --model rnn_tanh|rnn_relu|lstm|gru`: the coursework's speech
 //! classifier on Speech Commands (or the synthetic set made on first use).
 //!
-//! Adam and cross-entropy, validation every `--valid-every` steps, and the test
-//! accuracy reported at the best validation accuracy, each counted on its own
-//! split (the notebook adds the test counts onto the validation counts). Every
-//! epoch ends with a `last` checkpoint (model, optimiser moments, loop state),
-//! so `--resume` continues exactly where the run stopped.
+//! The model's part of a run, [`RnnTask`], on the `train` engine: Adam and
+//! cross-entropy, validation (loss and accuracy) every `--valid-every` steps
+//! and after the last, and the test accuracy reported at the best validation
+//! accuracy, each counted on its own split (the notebook adds the test counts
+//! onto the validation counts). The engine keeps the checkpoints, so
+//! `--resume` continues exactly where the run stopped.
 
-use crate::run_dir::{MetricsCsv, RunDir};
+use crate::config::{RunConfig, RunSummary};
 use crate::train::{ModelKind, TrainArgs};
 use anyhow::{bail, ensure, Context};
 use clap::ValueEnum;
@@ -18,15 +19,13 @@ use data::speech_commands::{
     SpeechCommands, Split, DEFAULT_CACHE_DIR, DEFAULT_CLASSES, DEFAULT_ROOT as DEFAULT_DATA_DIR,
 };
 use data::synth::{generate, SynthConfig};
-use indicatif::{ProgressBar, ProgressStyle};
-use models::lr_scheduler::CosineAnnealingWarmRestarts;
-use models::{classifier, clip_grad_norm_, Adam, Engine, Mode, RnnConfig};
+use models::{classifier, Engine, Mode, RnnConfig};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
 use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Tensor};
+use train::{Eval, Goal, Optim, RunDir, RunStats, Schedule, Settings, Task};
 
 /// `--engine`: who runs the recurrence (both give the same numbers).
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,10 +45,10 @@ impl From<EngineArg> for Engine {
     }
 }
 
-/// Everything a run needs to be rebuilt: saved as `config.json`.
+/// Everything a recurrent-classifier run needs to be rebuilt: `config.json`
+/// (under the model's name, see [`RunConfig`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RnnRunConfig {
-    pub model: ModelKind,
     pub recipe: String,
     pub bidirectional: bool,
     pub engine: Engine,
@@ -79,17 +78,10 @@ pub struct RnnRunConfig {
     /// PyTorch's uniform draw when none (the notebook).
     #[serde(default)]
     pub forget_bias: Option<f64>,
-}
-
-/// The loop's position, saved with every `last` checkpoint.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct LoopState {
-    epochs_done: usize,
-    step: usize,
-    best_valid_accuracy: f64,
-    test_accuracy: f64,
-    best_step: usize,
-    train_seconds: f64,
+    /// Early stopping: end the run after this many validations without a
+    /// better validation accuracy (off when none).
+    #[serde(default)]
+    pub patience: Option<usize>,
 }
 
 fn mode_of(model: ModelKind) -> anyhow::Result<Mode> {
@@ -127,7 +119,6 @@ fn resolve(args: &TrainArgs) -> anyhow::Result<RnnRunConfig> {
     let classes: Vec<String> = DEFAULT_CLASSES.iter().map(|c| c.to_string()).collect();
     let mode = mode_of(args.model)?;
     Ok(RnnRunConfig {
-        model: args.model,
         recipe: if cw { "coursework" } else { "default" }.into(),
         bidirectional: args.bidir,
         engine: args.engine.into(),
@@ -152,6 +143,7 @@ fn resolve(args: &TrainArgs) -> anyhow::Result<RnnRunConfig> {
         augment: (!cw && !args.no_augment && mode.is_gated()).then(SpecAugment::default),
         clip_grad_norm: clip.is_finite().then_some(clip),
         forget_bias: (!cw && !args.no_forget_bias && mode == Mode::Lstm).then_some(1.0),
+        patience: args.patience,
     })
 }
 
@@ -170,7 +162,7 @@ fn ensure_default_data(dir: &Path) -> anyhow::Result<()> {
 
 /// The three splits' loaders on `device`, standardised with the train split's
 /// statistics when the recipe asks (and those are fitted now if not yet).
-struct Splits {
+pub struct Splits {
     train: DataLoader,
     valid: DataLoader,
     test: DataLoader,
@@ -205,34 +197,175 @@ fn load_splits(cfg: &mut RnnRunConfig, device: Device) -> anyhow::Result<Splits>
     Ok(Splits { train, valid, test })
 }
 
-/// Accuracy of one split, counted on its own, in evaluation mode without autograd.
-pub fn accuracy(model: &dyn ModuleT, loader: &DataLoader, batch: i64) -> f64 {
-    let (correct, n) = loader.count_correct(model, batch);
-    correct as f64 / n as f64
+/// The validation scores of a recurrent classifier (`metrics.csv` columns).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RnnScores {
+    pub valid_acc: f64,
+    pub test_acc: f64,
 }
 
-const METRICS: [&str; 7] = ["step", "epoch", "loss", "lr", "valid_acc", "test_acc", "seconds"];
+impl train::Scores for RnnScores {
+    const COLUMNS: &'static [&'static str] = &["valid_acc", "test_acc"];
+}
+
+/// `summary.json` of a recurrent-classifier run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RnnSummary {
+    pub recipe: String,
+    pub bidirectional: bool,
+    pub engine: Engine,
+    /// At the best validation accuracy ([`RunStats::best_step`]).
+    pub best_valid_accuracy: f64,
+    pub test_accuracy: f64,
+    pub epochs: usize,
+    #[serde(flatten)]
+    pub stats: RunStats,
+    pub device: String,
+    pub train_clips: usize,
+    pub valid_clips: usize,
+    pub test_clips: usize,
+}
+
+/// The engine's settings for a recurrent-classifier run: Adam, the recipe's
+/// cosine or constant rate, validation every `valid_every` steps.
+fn settings(cfg: &RnnRunConfig, steps_per_epoch: usize) -> Settings {
+    let steps = (cfg.epochs * steps_per_epoch) as u64;
+    Settings {
+        seed: cfg.seed,
+        steps,
+        valid_every: cfg.valid_every as u64,
+        optimizer: Optim::adam(),
+        schedule: if cfg.cosine {
+            Schedule::warmup_cosine(cfg.lr, 0, steps.max(1) as usize, 0.0)
+        } else {
+            Schedule::constant(cfg.lr)
+        },
+        clip_grad_norm: cfg.clip_grad_norm,
+        patience: cfg.patience,
+        log_every: steps_per_epoch.max(1) as u64,
+    }
+}
+
+/// The classifier and its data, for the training engine.
+pub struct RnnTask {
+    vs: nn::VarStore,
+    model: Box<dyn ModuleT>,
+    splits: Splits,
+    augment: Option<SpecAugment>,
+    seed: u64,
+    order: Option<Tensor>,
+    eval_batch: i64,
+}
+
+impl RnnTask {
+    fn new(cfg: &RnnRunConfig, splits: Splits, device: Device) -> Self {
+        let vs = nn::VarStore::new(device);
+        let model = classifier(&vs.root(), cfg.rnn, cfg.bidirectional, cfg.engine, cfg.forget_bias);
+        Self {
+            vs,
+            model,
+            splits,
+            augment: cfg.augment,
+            seed: cfg.seed,
+            order: None,
+            eval_batch: 1000.max(cfg.batch_size),
+        }
+    }
+}
+
+impl Task for RnnTask {
+    type Scores = RnnScores;
+
+    fn var_store(&self) -> &nn::VarStore {
+        &self.vs
+    }
+
+    fn var_store_mut(&mut self) -> &mut nn::VarStore {
+        &mut self.vs
+    }
+
+    fn steps_per_epoch(&self) -> u64 {
+        self.splits.train.len() as u64
+    }
+
+    fn begin_epoch(&mut self, epoch: u64) {
+        self.order = self.splits.train.epoch_order(epoch);
+    }
+
+    fn train_loss(&mut self, step: u64, batch: u64) -> Tensor {
+        let (x, y) = self.splits.train.batch(self.order.as_ref(), batch as usize);
+        let x = match &self.augment {
+            Some(aug) => aug.apply(&x, self.seed, step),
+            None => x,
+        };
+        self.model.forward_t(&x, true).cross_entropy_for_logits(&y)
+    }
+
+    fn evaluate(&mut self) -> anyhow::Result<Eval<RnnScores>> {
+        let (loss, valid_acc) =
+            loss_and_accuracy(self.model.as_ref(), &self.splits.valid, self.eval_batch);
+        let (_, test_acc) =
+            loss_and_accuracy(self.model.as_ref(), &self.splits.test, self.eval_batch);
+        Ok(Eval { loss, scores: RnnScores { valid_acc, test_acc } })
+    }
+
+    fn monitor(&self, eval: &Eval<RnnScores>) -> (f64, Goal) {
+        (eval.scores.valid_acc, Goal::Maximize)
+    }
+
+    fn describe(&self, e: &Eval<RnnScores>) -> String {
+        format!(
+            "valid loss {:.4} valid {:.3} test {:.3}",
+            e.loss, e.scores.valid_acc, e.scores.test_acc
+        )
+    }
+}
+
+/// Mean cross-entropy and accuracy of one split, in evaluation mode without
+/// autograd, `batch` clips a forward pass; the sums stay on the device until
+/// the end.
+pub fn loss_and_accuracy(model: &dyn ModuleT, loader: &DataLoader, batch: i64) -> (f64, f64) {
+    let _guard = tch::no_grad_guard();
+    let (xs, ys) = loader.tensors();
+    let n = ys.size()[0];
+    let mut loss = Tensor::zeros([], (Kind::Double, ys.device()));
+    let mut correct = Tensor::zeros([], (Kind::Int64, ys.device()));
+    for start in (0..n).step_by(batch.max(1) as usize) {
+        let len = batch.min(n - start);
+        let (x, y) = (xs.narrow(0, start, len), ys.narrow(0, start, len));
+        let logits = model.forward_t(&x, false);
+        loss += logits
+            .cross_entropy_loss::<Tensor>(&y, None, tch::Reduction::Sum, -100, 0.0)
+            .to_kind(Kind::Double);
+        correct += logits.argmax(-1, false).eq_tensor(&y).sum(Kind::Int64);
+    }
+    let n_f = n.max(1) as f64;
+    (loss.double_value(&[]) / n_f, correct.int64_value(&[]) as f64 / n_f)
+}
 
 pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
-    let (run, mut cfg, state) = match &args.resume {
+    let (run, mut cfg) = match &args.resume {
         Some(dir) => {
             let run = RunDir::open(dir)?;
-            let mut cfg: RnnRunConfig = run.read_json("config.json")?;
-            let state: LoopState = run.read_json("state.json")?;
+            let config = RunConfig::read(dir)?;
+            let Some(cfg) = config.as_rnn() else {
+                bail!(
+                    "{} is a {:?} run, not a recurrent classifier's",
+                    dir.display(),
+                    config.kind()
+                );
+            };
+            let mut cfg = cfg.clone();
             // `--resume DIR --epochs N` extends a run to N epochs (the default
             // recipe's cosine schedule is then re-planned over N epochs).
             if let Some(epochs) = args.epochs {
-                ensure!(
-                    epochs >= state.epochs_done,
-                    "--epochs {epochs}: {} already done",
-                    state.epochs_done
-                );
+                ensure!(epochs > 0, "--epochs must be positive, got {epochs}");
                 cfg.epochs = epochs;
             }
-            if state.epochs_done >= cfg.epochs {
-                bail!("{}: all {} epochs are done; nothing to resume", dir.display(), cfg.epochs);
+            if let Some(p) = args.patience {
+                cfg.patience = Some(p);
             }
-            (run, cfg, Some(state))
+            (run, cfg)
         }
         None => {
             let cfg = resolve(args)?;
@@ -243,118 +376,48 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
                 if cfg.bidirectional { "bi" } else { "" },
                 model.as_str().unwrap_or("rnn")
             );
-            (RunDir::create(args.out.as_deref(), &name)?, cfg, None)
+            (RunDir::create(args.out.as_deref(), &name)?, cfg)
         }
     };
-    let mut splits = load_splits(&mut cfg, device)?;
-    run.write_json("config.json", &cfg)?;
+    let kind = match &args.resume {
+        Some(dir) => RunConfig::read(dir)?.kind(),
+        None => args.model,
+    };
+    let splits = load_splits(&mut cfg, device)?;
+    run.write_json("config.json", &RunConfig::rnn(kind, cfg.clone()))?;
 
     // One intra-op thread by default: the matrices are small (batch x 4H at
-    // most 100 x 512), and a second OpenMP thread costs more in hand-off (and,
-    // on a busy machine, in spinning) than it saves. `--threads` overrides.
-    if device == Device::Cpu {
-        tch::set_num_threads(args.threads.unwrap_or(1));
-    }
-    tch::manual_seed(cfg.seed as i64);
-    let mut vs = nn::VarStore::new(device);
-    let model = classifier(&vs.root(), cfg.rnn, cfg.bidirectional, cfg.engine, cfg.forget_bias);
-    let mut opt = Adam::new(&vs, cfg.lr);
-    let params = vs.trainable_variables();
-    let mut st = state.unwrap_or_default();
-    if args.resume.is_some() {
-        run.load_checkpoint(&mut vs, "last")?;
-        let moments = run.read_tensors("last.optim")?;
-        opt.load_state(&moments, st.step as i64).map_err(|k| {
-            anyhow::anyhow!("{}: no {k}", run.file("last.optim.safetensors").display())
-        })?;
-        // The shuffling order depends on the epoch: skip the finished ones.
-        for _ in 0..st.epochs_done {
-            let _ = splits.train.iter();
-        }
-    }
-    let resume_step = args.resume.as_ref().map(|_| st.step as u64);
-    let mut metrics = MetricsCsv::open(&run.file("metrics.csv"), &METRICS, resume_step)?;
+    // most 100 x 512), and a second OpenMP thread costs more in hand-off than
+    // it saves. `--threads` overrides.
+    train::init(cfg.seed, args.threads.unwrap_or(1), device);
+    let settings = settings(&cfg, splits.train.len());
+    let clips = (splits.train.num_samples(), splits.valid.num_samples(), splits.test.num_samples());
+    let mut task = RnnTask::new(&cfg, splits, device);
+    let st = train::fit(&mut task, &run, &settings, args.resume.is_some())?;
 
-    let steps_per_epoch = splits.train.len();
-    let total = (cfg.epochs * steps_per_epoch) as u64;
-    let bar = ProgressBar::new(total).with_position(st.step as u64);
-    bar.set_style(ProgressStyle::with_template(
-        "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}, {per_sec}] {msg}",
-    )?);
-    let cosine = CosineAnnealingWarmRestarts::new(cfg.lr, total.max(1) as usize, 1, 0.0);
-    let started = Instant::now() - std::time::Duration::from_secs_f64(st.train_seconds);
-    let eval_batch = 1000.max(cfg.batch_size);
-    let mut pending = PendingRows::default();
-    for epoch in st.epochs_done..cfg.epochs {
-        for (x, y) in splits.train.iter() {
-            st.step += 1;
-            let lr = if cfg.cosine { cosine.lr_at((st.step - 1) as f64) } else { cfg.lr };
-            opt.set_lr(lr);
-            let x = match &cfg.augment {
-                Some(aug) => aug.apply(&x, cfg.seed, st.step as u64),
-                None => x,
-            };
-            let loss = model.forward_t(&x, true).cross_entropy_for_logits(&y);
-            opt.zero_grad();
-            loss.backward();
-            if let Some(max_norm) = cfg.clip_grad_norm {
-                let _total_norm = clip_grad_norm_(&params, max_norm);
-            }
-            opt.step();
-            st.train_seconds = started.elapsed().as_secs_f64();
-            let seconds = st.train_seconds;
-            pending.push(PendingRow { step: st.step, epoch, loss: loss.detach(), lr, seconds });
-            bar.inc(1);
-            if st.step % cfg.valid_every == 0 {
-                // the losses first: a diverged model is never scored or saved
-                let losses = pending.losses()?;
-                let valid_acc = accuracy(model.as_ref(), &splits.valid, eval_batch);
-                let test_acc = accuracy(model.as_ref(), &splits.test, eval_batch);
-                if valid_acc > st.best_valid_accuracy {
-                    st.best_valid_accuracy = valid_acc;
-                    st.test_accuracy = test_acc;
-                    st.best_step = st.step;
-                    run.save_checkpoint(&vs, "best")?;
-                }
-                let last = pending.write(&mut metrics, &losses, Some((valid_acc, test_acc)))?;
-                bar.set_message(format!("loss {last:.4} valid {valid_acc:.3} test {test_acc:.3}"));
-            }
-        }
-        let losses = pending.losses()?;
-        pending.write(&mut metrics, &losses, None)?;
-        st.epochs_done = epoch + 1;
-        run.save_checkpoint(&vs, "last")?;
-        let (moments, _) = opt.state();
-        run.save_tensors("last.optim", &moments)?;
-        run.write_json("state.json", &st)?;
-    }
-    bar.finish();
-
-    let summary = serde_json::json!({
-        "model": cfg.model,
-        "recipe": cfg.recipe,
-        "bidirectional": cfg.bidirectional,
-        "engine": cfg.engine,
-        "best_valid_accuracy": st.best_valid_accuracy,
-        "test_accuracy": st.test_accuracy,
-        "best_step": st.best_step,
-        "epochs": cfg.epochs,
-        "steps": st.step,
-        "train_seconds": st.train_seconds,
-        "seconds_per_step": st.train_seconds / st.step.max(1) as f64,
-        "device": format!("{device:?}"),
-        "train_clips": splits.train.num_samples(),
-        "valid_clips": splits.valid.num_samples(),
-        "test_clips": splits.test.num_samples(),
-    });
-    run.write_json("summary.json", &summary)?;
+    let best = st.best.as_ref().context("the run never validated")?;
+    let summary = RnnSummary {
+        recipe: cfg.recipe.clone(),
+        bidirectional: cfg.bidirectional,
+        engine: cfg.engine,
+        best_valid_accuracy: best.eval.scores.valid_acc,
+        test_accuracy: best.eval.scores.test_acc,
+        epochs: cfg.epochs,
+        stats: st.stats(),
+        device: format!("{device:?}"),
+        train_clips: clips.0,
+        valid_clips: clips.1,
+        test_clips: clips.2,
+    };
+    run.write_json("summary.json", &RunSummary::rnn(kind, summary))?;
     println!(
-        "{}: best validation accuracy {:.4} at step {}, test accuracy there {:.4} ({} steps, {:.1} s)",
+        "{}: best validation accuracy {:.4} at step {}, test accuracy there {:.4} ({} steps{}, {:.1} s)",
         run.path().display(),
-        st.best_valid_accuracy,
-        st.best_step,
-        st.test_accuracy,
+        best.eval.scores.valid_acc,
+        best.step,
+        best.eval.scores.test_acc,
         st.step,
+        if st.stopped_early { ", stopped early" } else { "" },
         st.train_seconds
     );
     Ok(())
@@ -383,9 +446,15 @@ pub enum SplitArg {
 
 pub fn eval(args: &EvalArgs, device: Device) -> anyhow::Result<()> {
     let run = RunDir::open(&args.run)?;
-    let mut cfg: RnnRunConfig = run
-        .read_json("config.json")
-        .with_context(|| format!("{} is not a recurrent-classifier run", args.run.display()))?;
+    let config = RunConfig::read(&args.run)?;
+    let Some(cfg) = config.as_rnn() else {
+        bail!(
+            "{}: `eval` scores recurrent classifiers; this run's model is {:?}",
+            args.run.display(),
+            config.kind()
+        );
+    };
+    let mut cfg = cfg.clone();
     let splits = load_splits(&mut cfg, device)?;
     let mut vs = nn::VarStore::new(device);
     let model = classifier(&vs.root(), cfg.rnn, cfg.bidirectional, cfg.engine, cfg.forget_bias);
@@ -395,76 +464,13 @@ pub fn eval(args: &EvalArgs, device: Device) -> anyhow::Result<()> {
         SplitArg::Validation => &splits.valid,
         SplitArg::Test => &splits.test,
     };
-    let acc = accuracy(model.as_ref(), loader, 1000);
+    let (loss, acc) = loss_and_accuracy(model.as_ref(), loader, 1000);
     println!(
-        "{} {:?} accuracy ({} checkpoint, {} clips): {acc:.6}",
+        "{} {:?} loss {loss:.6}; accuracy ({} checkpoint, {} clips): {acc:.6}",
         args.run.display(),
         args.split,
         args.checkpoint,
         loader.num_samples()
     );
     Ok(())
-}
-
-/// One step's `metrics.csv` row before its loss is read.
-struct PendingRow {
-    step: usize,
-    epoch: usize,
-    loss: Tensor,
-    lr: f64,
-    seconds: f64,
-}
-
-/// Training rows whose losses stay on the device until a validation step or
-/// the end of an epoch reads them in one transfer: on CUDA, reading each
-/// step's loss would make the host wait for the GPU every step.
-#[derive(Default)]
-struct PendingRows(Vec<PendingRow>);
-
-impl PendingRows {
-    fn push(&mut self, row: PendingRow) {
-        self.0.push(row);
-    }
-
-    /// The waiting losses, read at once; an error names the first step whose
-    /// loss is not finite.
-    fn losses(&self) -> anyhow::Result<Vec<f64>> {
-        if self.0.is_empty() {
-            return Ok(Vec::new());
-        }
-        let all: Vec<&Tensor> = self.0.iter().map(|r| &r.loss).collect();
-        let stacked = Tensor::stack(&all, 0).to_kind(Kind::Double).to_device(Device::Cpu);
-        let losses = Vec::<f64>::try_from(stacked)?;
-        if let Some((row, loss)) = self.0.iter().zip(&losses).find(|(_, l)| !l.is_finite()) {
-            bail!("loss became {loss} at step {}: lower --lr", row.step);
-        }
-        Ok(losses)
-    }
-
-    /// Writes the rows (the last with `scores`, validation and test accuracy)
-    /// and empties the queue; returns the last loss.
-    fn write(
-        &mut self,
-        metrics: &mut MetricsCsv,
-        losses: &[f64],
-        scores: Option<(f64, f64)>,
-    ) -> anyhow::Result<f64> {
-        let n = self.0.len();
-        for (k, (row, loss)) in self.0.drain(..).zip(losses).enumerate() {
-            let (v, t) = match scores {
-                Some((v, t)) if k + 1 == n => (format!("{v:.6}"), format!("{t:.6}")),
-                _ => (String::new(), String::new()),
-            };
-            metrics.row(&[
-                row.step.to_string(),
-                row.epoch.to_string(),
-                format!("{loss:.6}"),
-                format!("{:.6e}", row.lr),
-                v,
-                t,
-                format!("{:.3}", row.seconds),
-            ])?;
-        }
-        Ok(losses.last().copied().unwrap_or(f64::NAN))
-    }
 }

@@ -7,14 +7,17 @@
 //! (`lr = 0.1 if i < 150000 else 0.01` for 200,000 steps), cross-entropy.
 //! The `tuned` recipe is a separate, named configuration (see [`Recipe`]).
 //!
-//! The loss of every step goes to `metrics.csv` (`step,loss,lr,val_loss`;
-//! `val_loss` every twentieth of the run). Losses stay on the device and are
-//! read in blocks of [`LOG_BLOCK`] steps, so a CUDA run never waits for the
-//! host. At the end, `summary.json` holds the train, validation and test
-//! losses of the final model in evaluation mode (running BatchNorm
-//! statistics), as the lecture's `split_loss`.
+//! The loop is the `train` engine's: the loss of every step goes to
+//! `metrics.csv` (`step,epoch,loss,lr,valid_loss,seconds`; `valid_loss`
+//! every twentieth of the run and after the last step). Losses stay on the
+//! device and are read in blocks of [`LOG_BLOCK`] steps, so a CUDA run never
+//! waits for the host. `--resume` continues a run exactly (libtorch's
+//! generator, which draws the batches, is reseeded at every checkpoint). At
+//! the end, `summary.json` holds the train, validation and test losses of
+//! the final model in evaluation mode (running BatchNorm statistics), as the
+//! lecture's `split_loss`.
 
-use crate::run_dir::{MetricsCsv, RunDir};
+use crate::config::{RunConfig, RunSummary};
 use crate::train::TrainArgs;
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
@@ -24,9 +27,9 @@ use models::makemore::{
 };
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
-use tch::nn::{self, ModuleT, OptimizerConfig};
+use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Tensor};
+use train::{Eval, Goal, NoScores, Optim, RunDir, RunStats, Settings, Task};
 
 /// Steps whose losses are read back to the host at once.
 pub const LOG_BLOCK: usize = 1000;
@@ -83,35 +86,35 @@ impl Schedule {
         Ok(s)
     }
 
-    /// Learning rate of step `i` (0-based, as the lecture's loop).
-    pub fn lr_at(&self, i: usize) -> f64 {
+    /// The recipe's optimiser and learning-rate schedule (step `i` 0-based,
+    /// as the lecture's loop). Lecture: SGD, `0.1 if i < 150000 else 0.01`
+    /// for 200,000 steps (a `StepLR` of three quarters of the run). Tuned:
+    /// AdamW, a linear warm-up of `min(1000, steps/10)` steps to the peak,
+    /// then a cosine decay to 1e-5 over the rest.
+    pub fn optimizer_and_schedule(&self) -> (Optim, train::Schedule) {
         match self.recipe {
-            // `0.1 if i < 150000 else 0.01` for 200,000 steps
             Recipe::Lecture => {
-                if i < self.steps * 3 / 4 {
-                    self.lr
-                } else {
-                    self.lr / 10.0
-                }
+                (Optim::Sgd, train::Schedule::step(self.lr, (self.steps * 3 / 4).max(1), 0.1))
             }
             Recipe::Tuned => {
                 let warmup = 1000.min(self.steps / 10).max(1);
-                let min_lr = 1e-5;
-                if i < warmup {
-                    self.lr * (i + 1) as f64 / warmup as f64
-                } else {
-                    let t = (i - warmup) as f64 / (self.steps - warmup).max(1) as f64;
-                    min_lr + 0.5 * (self.lr - min_lr) * (1.0 + (std::f64::consts::PI * t).cos())
-                }
+                let optim = Optim::AdamW {
+                    betas: (0.9, 0.99),
+                    weight_decay: 0.1,
+                    // no weight decay on BatchNorm's γ and β
+                    exempt_group: Some(NO_DECAY_GROUP),
+                };
+                let decay = self.steps.saturating_sub(warmup).max(1);
+                (optim, train::Schedule::warmup_cosine(self.lr, warmup, decay, 1e-5))
             }
         }
     }
 }
 
-/// `config.json` of a wavenet run: everything `sample` needs to rebuild it.
+/// `config.json` of a wavenet run (under `"model": "wavenet"`, see
+/// [`RunConfig`]): everything `sample` and `--resume` need to rebuild it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RunConfig {
-    pub model: String,
+pub struct WavenetRunConfig {
     pub net: WaveNetConfig,
     /// The vocabulary, index order (`.abc...z`).
     pub vocab: String,
@@ -121,6 +124,30 @@ pub struct RunConfig {
     pub names_file: PathBuf,
     pub threads: i32,
     pub device: String,
+    /// Validation every this many steps (a twentieth of the run when none).
+    #[serde(default)]
+    pub valid_every: Option<usize>,
+    /// Early stopping on the validation loss (off when none).
+    #[serde(default)]
+    pub patience: Option<usize>,
+}
+
+/// `summary.json` of a wavenet run: the lecture's `split_loss` of the final
+/// model (the best, when early stopping ended the run) in evaluation mode.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WavenetSummary {
+    pub recipe: Recipe,
+    pub batch_size: i64,
+    pub parameters: i64,
+    pub train_loss: f64,
+    pub val_loss: f64,
+    pub test_loss: f64,
+    pub best_val_loss: f64,
+    #[serde(flatten)]
+    pub stats: RunStats,
+    pub ms_per_step: f64,
+    pub threads: i32,
+    pub device: String,
 }
 
 /// The names file: `<data_dir>/names.txt`, default `data/names.txt`.
@@ -128,168 +155,173 @@ fn names_file(args: &TrainArgs) -> PathBuf {
     args.data_dir.clone().unwrap_or_else(|| PathBuf::from("data")).join("names.txt")
 }
 
+/// The engine's settings of a wavenet run: the recipe's optimiser and
+/// schedule ([`Schedule::optimizer_and_schedule`]), validation every
+/// `valid_every` steps.
+fn settings(cfg: &WavenetRunConfig) -> Settings {
+    let s = cfg.schedule;
+    let (optimizer, schedule) = s.optimizer_and_schedule();
+    Settings {
+        seed: cfg.seed,
+        steps: s.steps as u64,
+        valid_every: cfg.valid_every.unwrap_or((s.steps / 20).max(1)) as u64,
+        optimizer,
+        schedule,
+        clip_grad_norm: None,
+        patience: cfg.patience,
+        log_every: LOG_BLOCK as u64,
+    }
+}
+
+/// The model and its three splits, for the training engine.
+struct WavenetTask {
+    vs: nn::VarStore,
+    model: WaveNet,
+    splits: [(Tensor, Tensor); 3],
+    batch_size: i64,
+    steps: u64,
+}
+
+impl Task for WavenetTask {
+    type Scores = NoScores;
+
+    fn var_store(&self) -> &nn::VarStore {
+        &self.vs
+    }
+
+    fn var_store_mut(&mut self) -> &mut nn::VarStore {
+        &mut self.vs
+    }
+
+    /// No epochs: batches are drawn with replacement, as the lecture does.
+    fn steps_per_epoch(&self) -> u64 {
+        self.steps
+    }
+
+    fn train_loss(&mut self, _step: u64, _batch: u64) -> Tensor {
+        let (xtr, ytr) = &self.splits[0];
+        let ix = Tensor::randint(ytr.size()[0], [self.batch_size], (Kind::Int64, xtr.device())); // [B]
+        let xb = xtr.index_select(0, &ix); // [B, 8]
+        let yb = ytr.index_select(0, &ix); // [B]
+        self.model.forward_t(&xb, true).cross_entropy_for_logits(&yb) // [B, 27] logits
+    }
+
+    fn evaluate(&mut self) -> anyhow::Result<Eval<NoScores>> {
+        let (x, y) = &self.splits[1];
+        Ok(Eval { loss: split_loss(|x| self.model.forward_t(x, false), x, y), scores: NoScores {} })
+    }
+
+    fn monitor(&self, eval: &Eval<NoScores>) -> (f64, Goal) {
+        (eval.loss, Goal::Minimize)
+    }
+}
+
 /// `rnnlab train --model wavenet`.
 pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
-    if args.resume.is_some() {
-        bail!("--resume is not supported for wavenet (a run of 200,000 steps takes minutes); start a new run");
-    }
     for (flag, set) in [("--epochs", args.epochs.is_some()), ("--layers", args.layers.is_some())] {
         if set {
             bail!("{flag} does not apply to wavenet (it trains by --steps; its depth follows the context of 8)");
         }
     }
-    let recipe = args.recipe.unwrap_or_default();
-    let schedule = Schedule::new(recipe, args)?;
-    let defaults = WaveNetConfig::default();
-    let mut net = WaveNetConfig {
-        n_embd: args.embd.unwrap_or(defaults.n_embd),
-        n_hidden: args.hidden.unwrap_or(defaults.n_hidden),
-        ..defaults
+    let (config, run) = match &args.resume {
+        Some(dir) => {
+            let RunConfig::Wavenet(mut c) = RunConfig::read(dir)? else {
+                bail!("{} is not a wavenet run", dir.display());
+            };
+            // `--resume DIR --steps N` extends the run (the schedule is re-planned)
+            if let Some(steps) = args.steps {
+                c.schedule.steps = steps;
+            }
+            c.patience = args.patience.or(c.patience);
+            (c, RunDir::open(dir)?)
+        }
+        None => {
+            let recipe = args.recipe.unwrap_or_default();
+            let schedule = Schedule::new(recipe, args)?;
+            let defaults = WaveNetConfig::default();
+            let net = WaveNetConfig {
+                n_embd: args.embd.unwrap_or(defaults.n_embd),
+                n_hidden: args.hidden.unwrap_or(defaults.n_hidden),
+                ..defaults
+            };
+            net.validate()?;
+            let config = WavenetRunConfig {
+                net,
+                vocab: String::new(),
+                schedule,
+                seed: args.seed,
+                split_seed: SPLIT_SEED,
+                names_file: names_file(args),
+                threads: args.threads.unwrap_or(1),
+                device: format!("{device:?}"),
+                valid_every: args.valid_every,
+                patience: args.patience,
+            };
+            (config, RunDir::create(args.out.as_deref(), "wavenet")?)
+        }
     };
-    net.validate()?;
-
-    let names = names_file(args);
-    let words = load_words(&names)?;
+    let mut config = config;
+    let words = load_words(&config.names_file)?;
     let vocab = Vocab::from_words(&words);
-    net.vocab_size = vocab.len() as i64;
-    let split = split_words(&words, SPLIT_SEED);
-    let block = net.block_size as usize;
-    let (xtr, ytr) = build_dataset(&split.train, &vocab, block, device)?;
-    let (xva, yva) = build_dataset(&split.val, &vocab, block, device)?;
-    let (xte, yte) = build_dataset(&split.test, &vocab, block, device)?;
+    config.net.vocab_size = vocab.len() as i64;
+    config.vocab = vocab.chars().iter().collect();
+    let split = split_words(&words, config.split_seed);
+    let block = config.net.block_size as usize;
+    let splits = [
+        build_dataset(&split.train, &vocab, block, device)?,
+        build_dataset(&split.val, &vocab, block, device)?,
+        build_dataset(&split.test, &vocab, block, device)?,
+    ];
 
     // One intra-op thread: the matrices are tiny (at most 32x256 by 256x128),
-    // so a second thread costs more in hand-off than it saves (measured in
-    // notes/README-wavenet.md). `--threads` overrides.
-    let threads = args.threads.unwrap_or(1);
-    if device == Device::Cpu {
-        tch::set_num_threads(threads);
-    }
-    tch::manual_seed(args.seed as i64);
+    // so a second thread costs more in hand-off than it saves. `--threads` overrides.
+    train::init(config.seed, config.threads, device);
     let vs = nn::VarStore::new(device);
-    let model = WaveNet::new(&vs.root(), net)?;
-
-    let run = RunDir::create(args.out.as_deref(), "wavenet")?;
-    let config = RunConfig {
-        model: "wavenet".into(),
-        net,
-        vocab: vocab.chars().iter().collect(),
-        schedule,
-        seed: args.seed,
-        split_seed: SPLIT_SEED,
-        names_file: names.clone(),
-        threads,
-        device: format!("{device:?}"),
-    };
-    run.write_json("config.json", &config)?;
-    let mut metrics =
-        MetricsCsv::open(&run.file("metrics.csv"), &["step", "loss", "lr", "val_loss"], None)?;
+    let model = WaveNet::new(&vs.root(), config.net)?;
+    run.write_json("config.json", &RunConfig::Wavenet(config.clone()))?;
+    let schedule = config.schedule;
     println!(
         "wavenet ({:?} recipe): {} parameters, {} training examples, {} steps of {} on {device:?} -> {}",
         schedule.recipe,
-        net.num_parameters(),
-        ytr.size()[0],
+        config.net.num_parameters(),
+        splits[0].1.size()[0],
         schedule.steps,
         schedule.batch_size,
         run.path().display()
     );
-
-    let mut opt = match schedule.recipe {
-        Recipe::Lecture => nn::Sgd::default().build(&vs, schedule.lr)?,
-        Recipe::Tuned => nn::AdamW { beta1: 0.9, beta2: 0.99, wd: 0.1, ..Default::default() }
-            .build(&vs, schedule.lr)?,
+    let settings = settings(&config);
+    let mut task = WavenetTask {
+        vs,
+        model,
+        splits,
+        batch_size: schedule.batch_size,
+        steps: schedule.steps as u64,
     };
-    if schedule.recipe == Recipe::Tuned {
-        // no weight decay on BatchNorm's γ and β
-        opt.set_weight_decay_group(NO_DECAY_GROUP, 0.0);
-    }
-    let n_train = xtr.size()[0];
-    let eval_every = (schedule.steps / 20).max(1);
-    let mut pending: Vec<Tensor> = Vec::with_capacity(LOG_BLOCK);
-    let mut pending_lr: Vec<f64> = Vec::with_capacity(LOG_BLOCK);
-    let mut first_step = 1;
-    let mut last_lr = f64::NAN;
-    let mut best_val = f64::INFINITY;
-    let mut train_seconds = 0.0;
-    let mut tick = Instant::now();
-    // evaluation-mode logits, for the split losses
-    let eval = |x: &Tensor| model.forward_t(x, false);
-    for i in 0..schedule.steps {
-        let lr = schedule.lr_at(i);
-        if lr != last_lr {
-            opt.set_lr(lr);
-            last_lr = lr;
-        }
-        let ix = Tensor::randint(n_train, [schedule.batch_size], (Kind::Int64, device)); // [B]
-        let xb = xtr.index_select(0, &ix); // [B, 8]
-        let yb = ytr.index_select(0, &ix); // [B]
-        let logits = model.forward_t(&xb, true); // [B, 27]
-        let loss = logits.cross_entropy_for_logits(&yb);
-        opt.backward_step(&loss);
-        pending.push(loss.detach());
-        pending_lr.push(lr);
+    let st = train::fit(&mut task, &run, &settings, args.resume.is_some())?;
 
-        let step = i + 1;
-        let eval_now = step % eval_every == 0 || step == schedule.steps;
-        if pending.len() == LOG_BLOCK || eval_now {
-            let losses = Vec::<f32>::try_from(Tensor::stack(&pending, 0).to_device(Device::Cpu))?;
-            train_seconds += tick.elapsed().as_secs_f64();
-            let val = if eval_now { Some(split_loss(eval, &xva, &yva)) } else { None };
-            for (k, (loss, lr)) in losses.iter().zip(&pending_lr).enumerate() {
-                let s = first_step + k;
-                let v = if s == step { val.map(|v| format!("{v:.6}")) } else { None };
-                metrics.row(&[
-                    s.to_string(),
-                    format!("{loss:.6}"),
-                    format!("{lr:e}"),
-                    v.unwrap_or_default(),
-                ])?;
-            }
-            if !losses.iter().all(|l| l.is_finite()) {
-                bail!("the loss diverged (non-finite) before step {step}: lower --lr");
-            }
-            if let Some(v) = val {
-                println!(
-                    "{step:7}/{:7}: loss {:.4}, val {v:.4} ({:.3} ms/step)",
-                    schedule.steps,
-                    losses[losses.len() - 1],
-                    1e3 * train_seconds / step as f64
-                );
-                if v < best_val {
-                    best_val = v;
-                    run.save_checkpoint(&vs, "best")?;
-                }
-                run.save_checkpoint(&vs, "last")?;
-            }
-            first_step = step + 1;
-            pending.clear();
-            pending_lr.clear();
-            tick = Instant::now();
-        }
-    }
-
+    let eval = |x: &Tensor| task.model.forward_t(x, false);
+    let [(xtr, ytr), (xva, yva), (xte, yte)] = &task.splits;
     let (train_loss, val_loss, test_loss) =
-        (split_loss(eval, &xtr, &ytr), split_loss(eval, &xva, &yva), split_loss(eval, &xte, &yte));
-    let summary = serde_json::json!({
-        "model": "wavenet",
-        "recipe": schedule.recipe,
-        "steps": schedule.steps,
-        "batch_size": schedule.batch_size,
-        "parameters": net.num_parameters(),
-        "train_loss": train_loss,
-        "val_loss": val_loss,
-        "test_loss": test_loss,
-        "best_val_loss": best_val,
-        "train_seconds": train_seconds,
-        "seconds_per_step": train_seconds / schedule.steps as f64,
-        "ms_per_step": 1e3 * train_seconds / schedule.steps as f64,
-        "threads": threads,
-        "device": format!("{device:?}"),
-    });
-    run.write_json("summary.json", &summary)?;
+        (split_loss(eval, xtr, ytr), split_loss(eval, xva, yva), split_loss(eval, xte, yte));
+    let stats = st.stats();
+    let summary = WavenetSummary {
+        recipe: schedule.recipe,
+        batch_size: schedule.batch_size,
+        parameters: config.net.num_parameters(),
+        train_loss,
+        val_loss,
+        test_loss,
+        best_val_loss: stats.best_valid_loss,
+        ms_per_step: 1e3 * stats.seconds_per_step,
+        stats,
+        threads: config.threads,
+        device: format!("{device:?}"),
+    };
+    run.write_json("summary.json", &RunSummary::Wavenet(summary.clone()))?;
     println!(
-        "train {train_loss:.4}, val {val_loss:.4}, test {test_loss:.4}; {:.3} ms/step; {}",
-        1e3 * train_seconds / schedule.steps as f64,
+        "train {train_loss:.4}, val {val_loss:.4}, test {test_loss:.4}; {:.3} ms/step{}; {}",
+        summary.ms_per_step,
+        if st.stopped_early { "; stopped early" } else { "" },
         run.path().display()
     );
     Ok(())
@@ -325,15 +357,14 @@ pub fn sample(args: &SampleArgs, device: Device) -> anyhow::Result<()> {
 
 fn sample_names(dir: &Path, args: &SampleArgs, device: Device) -> anyhow::Result<Vec<String>> {
     let run = RunDir::open(dir)?;
-    let kind: serde_json::Value = run.read_json("config.json")?;
-    if kind.get("model").and_then(|m| m.as_str()) != Some("wavenet") {
-        bail!(
-            "{}: `sample` draws names from wavenet runs; this run's model is {}",
+    let config = match RunConfig::read(dir)? {
+        RunConfig::Wavenet(c) => c,
+        other => bail!(
+            "{}: `sample` draws names from wavenet runs; this run's model is {:?}",
             dir.display(),
-            kind["model"]
-        );
-    }
-    let config: RunConfig = run.read_json("config.json")?;
+            other.kind()
+        ),
+    };
     let vocab_words = [config.vocab.chars().skip(1).collect::<String>()];
     let vocab = Vocab::from_words(&vocab_words);
     if vocab.len() as i64 != config.net.vocab_size {

@@ -29,6 +29,29 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// A row of a speaker run's metrics.csv.
+#[derive(Debug, PartialEq, serde::Deserialize)]
+struct Row {
+    step: u64,
+    epoch: u64,
+    loss: f64,
+    lr: f64,
+    valid_loss: Option<f64>,
+    heldout_accuracy: Option<f64>,
+    unseen_purity: Option<f64>,
+    seconds: f64,
+}
+
+/// metrics.csv's rows, with the wall-clock column zeroed.
+fn rows(run: &Path) -> Vec<Row> {
+    let mut reader = csv::Reader::from_path(run.join("metrics.csv")).unwrap();
+    reader.deserialize().map(|r| Row { seconds: 0.0, ..r.unwrap() }).collect()
+}
+
+fn summary(run: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap()
+}
+
 #[test]
 fn short_run_lowers_the_loss_and_writes_the_run_folder() {
     let dir = scratch("run");
@@ -59,27 +82,22 @@ fn short_run_lowers_the_loss_and_writes_the_run_folder() {
     let out = rnnlab(&dir, &args);
     assert!(out.status.success(), "train: {}", stderr(&out));
     let run = dir.join("run");
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    let summary = summary(&run);
     for key in ["final_loss", "heldout_accuracy", "unseen_purity", "it_per_s"] {
         assert!(summary[key].is_number(), "summary.json lacks {key}: {summary}");
     }
     assert_eq!(summary["train_speakers"], 3);
-    // The first epoch's mean loss against the last one.
-    let csv = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
-    let losses: Vec<(usize, f64)> = csv
-        .lines()
-        .skip(1)
-        .map(|l| {
-            let f: Vec<&str> = l.split(',').collect();
-            (f[1].parse().unwrap(), f[2].parse().unwrap())
-        })
-        .collect();
-    let mean = |e: usize| {
-        let v: Vec<f64> = losses.iter().filter(|p| p.0 == e).map(|p| p.1).collect();
+    // The first epoch's mean loss against the last one (epochs count from 0).
+    let rows = rows(&run);
+    let mean = |e: u64| {
+        let v: Vec<f64> = rows.iter().filter(|r| r.epoch == e).map(|r| r.loss).collect();
         v.iter().sum::<f64>() / v.len() as f64
     };
-    assert!(mean(6) < mean(1), "loss {} -> {}", mean(1), mean(6));
+    assert!(mean(5) < mean(0), "loss {} -> {}", mean(0), mean(5));
+    // a held-out (validation) loss after every epoch
+    let valid: Vec<&Row> = rows.iter().filter(|r| r.valid_loss.is_some()).collect();
+    assert_eq!(valid.len(), 6);
+    assert!(valid.iter().all(|r| r.heldout_accuracy.is_some()));
     for f in ["config.json", "split.json", "last.safetensors", "best.safetensors"] {
         assert!(run.join(f).is_file(), "{f} missing");
     }
@@ -111,5 +129,63 @@ fn one_speaker_or_an_empty_speaker_folder_is_refused() {
     assert!(!out.status.success());
     let e = stderr(&out);
     assert!(e.contains("bob") && e.contains("holds no .wav file"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A speaker run killed with SIGKILL in the middle of an epoch and resumed
+/// gives the metrics and embeddings of the run that never stopped.
+#[test]
+fn resume_after_kill_9_mid_epoch_is_exact() {
+    let dir = scratch("resume");
+    let out = rnnlab(
+        &dir,
+        &["data", "synth-speakers", "--out", "spk", "--speakers", "4", "--utterances", "10"],
+    );
+    assert!(out.status.success(), "synth-speakers: {}", stderr(&out));
+    let args = [
+        "train",
+        "--model",
+        "speaker",
+        "--data-dir",
+        "spk",
+        "--holdout-speakers",
+        "1",
+        "--hidden",
+        "8",
+        "--batch-size",
+        "4",
+        "--epochs",
+        "3",
+        "--valid-every",
+        "4",
+        "--step-size",
+        "1",
+    ];
+    let out = rnnlab(&dir, &[&args[..], &["--out", "whole"]].concat());
+    assert!(out.status.success(), "train: {}", stderr(&out));
+    let steps = summary(&dir.join("whole"))["steps"].as_u64().unwrap();
+    let per_epoch = steps / 3;
+    assert_eq!(per_epoch, 6, "the checkpoints below assume 6 steps an epoch");
+    // killed at step 9, after the validation checkpoint of step 8 (inside
+    // epoch 2); the steps after it are done again
+    let out = Command::new(RNNLAB)
+        .args(["--device", "cpu"])
+        .args(args)
+        .args(["--out", "killed"])
+        .env("RNNLAB_KILL_AT_STEP", (per_epoch + 3).to_string())
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the run was not killed");
+    let out = rnnlab(&dir, &["train", "--model", "speaker", "--resume", "killed"]);
+    assert!(out.status.success(), "resume: {}", stderr(&out));
+    assert_eq!(rows(&dir.join("whole")), rows(&dir.join("killed")));
+    let (a, b) = (summary(&dir.join("whole")), summary(&dir.join("killed")));
+    for key in ["final_loss", "heldout_accuracy", "best_step", "final_valid_loss"] {
+        assert_eq!(a[key], b[key], "{key}");
+    }
+    let last = format!("embeddings/epoch_{:04}.csv", 3);
+    let read = |run: &str| std::fs::read_to_string(dir.join(run).join(&last)).unwrap();
+    assert_eq!(read("whole"), read("killed"));
     std::fs::remove_dir_all(&dir).unwrap();
 }

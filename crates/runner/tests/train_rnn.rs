@@ -48,11 +48,12 @@ fn train_model(dir: &Path, model: &str, extra: &[&str]) -> Output {
         "8",
         "--batch-size",
         "16",
-        "--valid-every",
-        "2",
         "--seed",
         "7",
     ];
+    if !extra.contains(&"--valid-every") {
+        args.extend_from_slice(&["--valid-every", "2"]);
+    }
     args.extend_from_slice(extra);
     rnnlab(dir, &args)
 }
@@ -66,10 +67,24 @@ fn ok(out: &Output) {
     );
 }
 
-/// metrics.csv without its wall-clock column.
+/// metrics.csv, header first, each row without its wall-clock column.
 fn metrics(run: &Path) -> Vec<String> {
-    let text = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
-    text.lines().map(|l| l.rsplit_once(',').unwrap().0.to_owned()).collect()
+    let mut reader =
+        csv::ReaderBuilder::new().has_headers(false).from_path(run.join("metrics.csv")).unwrap();
+    reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            r.iter().take(r.len() - 1).collect::<Vec<_>>().join(",")
+        })
+        .collect()
+}
+
+/// One column of metrics.csv (empty cells as `None`).
+fn column(run: &Path, name: &str) -> Vec<Option<f64>> {
+    let mut reader = csv::Reader::from_path(run.join("metrics.csv")).unwrap();
+    let i = reader.headers().unwrap().iter().position(|h| h == name).expect(name);
+    reader.records().map(|r| r.unwrap()[i].parse().ok()).collect()
 }
 
 fn summary(run: &Path) -> serde_json::Value {
@@ -87,7 +102,7 @@ fn writes_run_files_and_is_deterministic_on_cpu() {
         assert!(a.join(f).is_file(), "missing {f}");
     }
     let m = metrics(&a);
-    assert_eq!(m[0], "step,epoch,loss,lr,valid_acc,test_acc");
+    assert_eq!(m[0], "step,epoch,loss,lr,valid_loss,valid_acc,test_acc");
     let s = summary(&a);
     assert_eq!(m.len() - 1, s["steps"].as_u64().unwrap() as usize);
     for key in [
@@ -174,7 +189,20 @@ fn resume_continues_exactly() {
     ok(&train(dir, &["--coursework", "--epochs", "1", "--out", "part"]));
     let out = rnnlab(dir, &["train", "--model", "gru", "--resume", "part", "--epochs", "3"]);
     ok(&out);
-    assert_eq!(metrics(&dir.join("full")), metrics(&dir.join("part")));
+    // Equal, except that the 1-epoch run also validated after its last step.
+    let (full, part) = (metrics(&dir.join("full")), metrics(&dir.join("part")));
+    assert_eq!(full.len(), part.len());
+    let end_of_part = (full.len() - 1) / 3; // the step, and its row after the header
+    for (i, (f, p)) in full.iter().zip(&part).enumerate() {
+        if i != end_of_part {
+            assert_eq!(f, p);
+        }
+    }
+    for c in ["step", "epoch", "loss", "lr"] {
+        assert_eq!(column(&dir.join("full"), c), column(&dir.join("part"), c), "{c}");
+    }
+    let valid = column(&dir.join("part"), "valid_loss");
+    assert!(valid[end_of_part - 1].is_some(), "the 1-epoch run did not validate at its end");
     assert_eq!(
         summary(&dir.join("full"))["test_accuracy"],
         summary(&dir.join("part"))["test_accuracy"]
@@ -212,12 +240,12 @@ fn engines_train_identically() {
     let dir = workspace();
     ok(&train_model(dir, "lstm", &["--epochs", "1", "--engine", "custom", "--out", "ec"]));
     ok(&train_model(dir, "lstm", &["--epochs", "1", "--engine", "fused", "--out", "ef"]));
-    let (c, f) = (metrics(&dir.join("ec")), metrics(&dir.join("ef")));
     // Losses agree to the printed precision for the first steps (f32 rounding
     // may differ in the last digit later on).
-    let loss = |m: &[String], i: usize| -> f64 { m[i].split(',').nth(2).unwrap().parse().unwrap() };
-    for i in 1..c.len().min(4) {
-        assert!((loss(&c, i) - loss(&f, i)).abs() < 1e-4, "step {i}: {} vs {}", c[i], f[i]);
+    let (c, f) = (column(&dir.join("ec"), "loss"), column(&dir.join("ef"), "loss"));
+    for i in 0..c.len().min(3) {
+        let (c, f) = (c[i].unwrap(), f[i].unwrap());
+        assert!((c - f).abs() < 1e-4, "step {}: {c} vs {f}", i + 1);
     }
 }
 
@@ -274,4 +302,97 @@ fn a_diverging_run_names_the_step() {
     assert!(stderr.contains("loss became") && stderr.contains("lower --lr"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(!dir.join("diverged/best.safetensors").exists(), "a diverged model was saved");
+}
+
+/// A run killed with SIGKILL in the middle of an epoch (between two
+/// checkpoints) and resumed gives the metrics of the run that never stopped,
+/// with the default recipe (cosine schedule, SpecAugment, clipping).
+#[test]
+fn resume_after_kill_9_mid_epoch_is_exact() {
+    let dir = workspace();
+    let args = ["--epochs", "3", "--valid-every", "3"];
+    ok(&train(dir, &[&args[..], &["--out", "whole"]].concat()));
+    let steps = summary(&dir.join("whole"))["steps"].as_u64().unwrap();
+    let per_epoch = steps / 3;
+    // Checkpoints follow validations (every 3 steps) and epoch ends: killed
+    // at step per_epoch + 3, the run resumes from a checkpoint inside epoch 2
+    // (step 6 of 5-step epochs) and recomputes the steps after it.
+    assert!(per_epoch > 3 && !per_epoch.is_multiple_of(3), "{per_epoch} steps per epoch");
+    let kill = per_epoch + 3;
+    let out = Command::new(RNNLAB)
+        .args(["--device", "cpu", "train", "--model", "gru", "--data-dir", "speech"])
+        .args(["--hidden", "8", "--batch-size", "16", "--seed", "7"])
+        .args(args)
+        .args(["--out", "killed"])
+        .env("RNNLAB_KILL_AT_STEP", kill.to_string())
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the run was not killed");
+    assert!(!dir.join("killed/summary.json").exists());
+    let partial = metrics(&dir.join("killed"));
+    assert!(partial.len() < steps as usize + 1, "every row was written before the kill");
+    ok(&rnnlab(dir, &["train", "--model", "gru", "--resume", "killed"]));
+    assert_eq!(metrics(&dir.join("whole")), metrics(&dir.join("killed")));
+    let (a, b) = (summary(&dir.join("whole")), summary(&dir.join("killed")));
+    for key in ["best_valid_accuracy", "test_accuracy", "best_step", "final_valid_loss"] {
+        assert_eq!(a[key], b[key], "{key}");
+    }
+}
+
+/// A run shorter than one validation interval still validates after its last
+/// step: real scores, a best checkpoint, and the validation loss in metrics.csv.
+#[test]
+fn a_run_shorter_than_the_validation_interval_reports_real_scores() {
+    let dir = workspace();
+    ok(&train(dir, &["--epochs", "1", "--valid-every", "100000", "--out", "short"]));
+    let run = dir.join("short");
+    let s = summary(&run);
+    let steps = s["steps"].as_u64().unwrap();
+    assert_eq!(s["best_step"].as_u64(), Some(steps), "{s}");
+    for key in ["best_valid_accuracy", "test_accuracy"] {
+        assert!(s[key].as_f64().unwrap() > 0.0, "{key}: {s}");
+    }
+    assert!(run.join("best.safetensors").is_file());
+    let valid = column(&run, "valid_loss");
+    assert_eq!(valid.len() as u64, steps);
+    assert!(valid.last().unwrap().is_some_and(f64::is_finite));
+    assert!(valid[..valid.len() - 1].iter().all(Option::is_none));
+}
+
+/// Every validation writes the validation loss beside the training loss.
+#[test]
+fn metrics_carry_the_validation_loss() {
+    let dir = workspace();
+    ok(&train(dir, &["--epochs", "1", "--out", "valid-loss"]));
+    let run = dir.join("valid-loss");
+    let (valid, acc) = (column(&run, "valid_loss"), column(&run, "valid_acc"));
+    assert!(valid.iter().flatten().count() >= 2);
+    for (v, a) in valid.iter().zip(&acc) {
+        assert_eq!(v.is_some(), a.is_some(), "a validation row without its loss");
+        assert!(v.is_none_or(|v| v.is_finite() && v > 0.0));
+    }
+}
+
+/// `--patience 1` stops at the first validation that does not beat the best
+/// accuracy, keeps the best weights (eval of the final model agrees with the
+/// best test accuracy) and says so in summary.json.
+#[test]
+fn early_stopping_ends_the_run_and_keeps_the_best_weights() {
+    let dir = workspace();
+    ok(&train(dir, &["--epochs", "6", "--patience", "1", "--lr", "0.05", "--out", "patient"]));
+    let run = dir.join("patient");
+    let s = summary(&run);
+    assert_eq!(s["stopped_early"], true, "{s}");
+    let steps = s["steps"].as_u64().unwrap();
+    let best = s["best_step"].as_u64().unwrap();
+    assert_eq!(steps, best + 2, "stopped at the first validation after the best: {s}");
+    let out = rnnlab(dir, &["eval", "--run", "patient", "--split", "test", "--checkpoint", "best"]);
+    ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let acc: f64 = text.trim().rsplit(' ').next().unwrap().parse().unwrap();
+    assert!((acc - s["test_accuracy"].as_f64().unwrap()).abs() < 1e-6, "{text} vs {s}");
+    // a run that stopped early has nothing to resume
+    let out = rnnlab(dir, &["train", "--model", "gru", "--resume", "patient"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stopped early"));
 }

@@ -21,6 +21,23 @@ fn tmp(name: &str) -> PathBuf {
     dir
 }
 
+/// A row of a wavenet run's metrics.csv.
+#[derive(Debug, PartialEq, serde::Deserialize)]
+struct Row {
+    step: u64,
+    epoch: u64,
+    loss: f64,
+    lr: f64,
+    valid_loss: Option<f64>,
+    seconds: f64,
+}
+
+/// metrics.csv's rows, with the wall-clock column zeroed.
+fn rows(run: &Path) -> Vec<Row> {
+    let mut reader = csv::Reader::from_path(run.join("metrics.csv")).unwrap();
+    reader.deserialize().map(|r| Row { seconds: 0.0, ..r.unwrap() }).collect()
+}
+
 /// One short run shared by the tests (a small model, 400 steps).
 fn short_run() -> &'static Path {
     static RUN: OnceLock<PathBuf> = OnceLock::new();
@@ -54,11 +71,15 @@ fn short_run() -> &'static Path {
 #[test]
 fn short_run_lowers_the_loss_and_writes_its_folder() {
     let run = short_run();
-    let csv = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
-    let mut lines = csv.lines();
-    assert_eq!(lines.next(), Some("step,loss,lr,val_loss"));
-    let losses: Vec<f64> = lines.map(|l| l.split(',').nth(1).unwrap().parse().unwrap()).collect();
+    let mut reader = csv::Reader::from_path(run.join("metrics.csv")).unwrap();
+    let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_owned).collect();
+    assert_eq!(header, ["step", "epoch", "loss", "lr", "valid_loss", "seconds"]);
+    let rows = rows(run);
+    let losses: Vec<f64> = rows.iter().map(|r| r.loss).collect();
     assert_eq!(losses.len(), 400, "one row per step");
+    // the validation loss every twentieth of the run, the last after step 400
+    let valid: Vec<u64> = rows.iter().filter(|r| r.valid_loss.is_some()).map(|r| r.step).collect();
+    assert_eq!(valid, (1..=20).map(|k| 20 * k).collect::<Vec<u64>>());
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let (first, last) = (mean(&losses[..50]), mean(&losses[350..]));
     assert!(first > 2.9, "starts near ln(27) = 3.30: {first}");
@@ -141,4 +162,47 @@ fn bad_options_and_missing_names_file_fail_clearly() {
         "/nonexistent-rnnlab/names.txt",
     );
     fails_with(&["sample", "--run", "/nonexistent-rnnlab-run"], "not a run folder");
+}
+
+/// A wavenet run killed with SIGKILL between two checkpoints and resumed
+/// draws the same batches (libtorch's generator is reseeded at every
+/// checkpoint) and gives the metrics and summary of the run that never stopped.
+#[test]
+fn resume_after_kill_9_is_exact() {
+    let root = tmp("resume");
+    let run = |out: &str, kill: Option<u64>| {
+        let out = root.join(out);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rnnlab"));
+        cmd.args(["--device", "cpu", "train", "--model", "wavenet", "--steps", "200"])
+            .args(["--embd", "6", "--hidden", "16", "--seed", "5", "--recipe", "tuned"])
+            .args(["--data-dir", &data_dir(), "--out", out.to_str().unwrap()]);
+        if let Some(k) = kill {
+            cmd.env("RNNLAB_KILL_AT_STEP", k.to_string());
+        }
+        cmd.output().unwrap()
+    };
+    let whole = run("whole", None);
+    assert!(whole.status.success(), "{}", String::from_utf8_lossy(&whole.stderr));
+    // validation and checkpoints every 10 steps: killed 5 steps after one
+    assert!(!run("killed", Some(125)).status.success(), "the run was not killed");
+    let killed = root.join("killed");
+    let o = rnnlab(&[
+        "--device",
+        "cpu",
+        "train",
+        "--model",
+        "wavenet",
+        "--resume",
+        killed.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(rows(&root.join("whole")), rows(&killed));
+    let summary = |dir: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
+    };
+    let (a, b) = (summary(&root.join("whole")), summary(&killed));
+    for key in ["train_loss", "val_loss", "test_loss", "best_val_loss", "best_step"] {
+        assert_eq!(a[key], b[key], "{key}");
+    }
+    std::fs::remove_dir_all(&root).unwrap();
 }

@@ -1,21 +1,34 @@
-//! A training run's folder: `config.json`, `metrics.csv`, `summary.json` and
-//! safetensors checkpoints, shared by every model's `train`.
+//! A training run's folder: `config.json`, `metrics.csv`, `summary.json`,
+//! `best.safetensors` and `last.safetensors`.
 //!
 //! Every file that a crash could leave half-written (checkpoints, JSON) is
 //! written to a temporary file in the same folder and renamed over the old
-//! one, so a killed run keeps its last complete checkpoint.
+//! one, so a killed run keeps its last complete checkpoint. The resume
+//! checkpoint (`last.safetensors`) is one file holding the model, the
+//! optimiser state and the loop's position, so one rename moves all three.
 
 use anyhow::{bail, Context};
 use serde::{de::DeserializeOwned, Serialize};
-use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::fs;
 use std::path::{Path, PathBuf};
 use tch::nn::VarStore;
+use tch::Tensor;
+
+/// Optimiser tensors in a resume checkpoint are named `optim/<name>`.
+const OPTIM_PREFIX: &str = "optim/";
+/// The loop state, JSON bytes as a `u8` tensor, in a resume checkpoint.
+const STATE_KEY: &str = "engine/state.json";
 
 /// The folder of one run.
 #[derive(Debug, Clone)]
 pub struct RunDir {
     path: PathBuf,
+}
+
+/// What a resume checkpoint holds besides the model.
+pub struct Resume<S> {
+    pub optimizer: Vec<(String, Tensor)>,
+    pub state: S,
 }
 
 impl RunDir {
@@ -68,15 +81,12 @@ impl RunDir {
     /// Saves every variable of `vs` as `<name>.safetensors` (PyTorch's names,
     /// e.g. `rnn_cell_list.0.weight_ih`), through a temporary file and a rename.
     pub fn save_checkpoint(&self, vs: &VarStore, name: &str) -> anyhow::Result<()> {
-        let target = self.file(&format!("{name}.safetensors"));
-        // tch picks the format from the extension, so the temporary name keeps it.
-        let tmp = self.file(&format!(".{name}.tmp.safetensors"));
-        vs.save(&tmp).with_context(|| format!("writing checkpoint {}", tmp.display()))?;
-        fs::rename(&tmp, &target)
-            .with_context(|| format!("writing checkpoint {}", target.display()))
+        let vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+        self.save_tensors(name, &vars)
     }
 
-    /// Loads `<name>.safetensors` into `vs`; every variable must be present.
+    /// Loads `<name>.safetensors` into `vs`; every variable must be present
+    /// (other tensors in the file, as a resume checkpoint's, are ignored).
     pub fn load_checkpoint(&self, vs: &mut VarStore, name: &str) -> anyhow::Result<()> {
         let path = self.file(&format!("{name}.safetensors"));
         if !path.is_file() {
@@ -85,82 +95,70 @@ impl RunDir {
         vs.load(&path).with_context(|| format!("loading checkpoint {}", path.display()))
     }
 
-    /// Saves named tensors (e.g. optimiser moments) as `<name>.safetensors`, atomically.
-    pub fn save_tensors(
-        &self,
-        name: &str,
-        tensors: &[(String, tch::Tensor)],
-    ) -> anyhow::Result<()> {
+    /// Saves named tensors as `<name>.safetensors`, atomically.
+    pub fn save_tensors(&self, name: &str, tensors: &[(String, Tensor)]) -> anyhow::Result<()> {
         let target = self.file(&format!("{name}.safetensors"));
+        // the temporary name keeps the extension tch picks the format from
         let tmp = self.file(&format!(".{name}.tmp.safetensors"));
-        tch::Tensor::write_safetensors(tensors, &tmp)
+        Tensor::write_safetensors(tensors, &tmp)
             .with_context(|| format!("writing {}", tmp.display()))?;
         fs::rename(&tmp, &target).with_context(|| format!("writing {}", target.display()))
     }
 
     /// Reads what [`RunDir::save_tensors`] wrote.
-    pub fn read_tensors(&self, name: &str) -> anyhow::Result<Vec<(String, tch::Tensor)>> {
+    pub fn read_tensors(&self, name: &str) -> anyhow::Result<Vec<(String, Tensor)>> {
         let path = self.file(&format!("{name}.safetensors"));
-        tch::Tensor::read_safetensors(&path).with_context(|| format!("reading {}", path.display()))
+        Tensor::read_safetensors(&path).with_context(|| format!("reading {}", path.display()))
     }
-}
 
-/// `metrics.csv`: a header, then one row per log, flushed as written so a
-/// crash keeps every finished row.
-pub struct MetricsCsv {
-    file: File,
-    columns: usize,
-}
-
-impl MetricsCsv {
-    /// Creates the file with `header`, or, when `resume`, keeps its rows up to
-    /// and including `keep_through_step` (first column) and appends after them.
-    pub fn open(path: &Path, header: &[&str], resume: Option<u64>) -> anyhow::Result<Self> {
-        let head = header.join(",");
-        let kept = match resume {
-            Some(step) if path.exists() => {
-                let reader = BufReader::new(
-                    File::open(path).with_context(|| format!("reading {}", path.display()))?,
-                );
-                let mut lines = reader.lines();
-                let first = lines.next().transpose()?.unwrap_or_default();
-                if first != head {
-                    bail!("{}: header {first:?} differs from {head:?}", path.display());
-                }
-                let mut kept = Vec::new();
-                for line in lines {
-                    let line = line?;
-                    let row_step: u64 = line
-                        .split(',')
-                        .next()
-                        .and_then(|s| s.parse().ok())
-                        .with_context(|| format!("{}: bad row {line:?}", path.display()))?;
-                    if row_step <= step {
-                        kept.push(line);
-                    }
-                }
-                kept
-            }
-            _ => Vec::new(),
-        };
-        let mut file = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .open(path)
-            .with_context(|| format!("creating {}", path.display()))?;
-        writeln!(file, "{head}")?;
-        for line in kept {
-            writeln!(file, "{line}")?;
+    /// Writes a resume checkpoint `<name>.safetensors` in one atomic rename:
+    /// the model's variables under their own names (so `eval` loads it as any
+    /// checkpoint), the optimiser's tensors under `optim/`, and `state` as JSON.
+    pub fn save_resume(
+        &self,
+        name: &str,
+        vs: &VarStore,
+        optimizer: &[(String, Tensor)],
+        state: &impl Serialize,
+    ) -> anyhow::Result<()> {
+        let mut tensors: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+        for (k, t) in optimizer {
+            tensors.push((format!("{OPTIM_PREFIX}{k}"), t.shallow_clone()));
         }
-        Ok(Self { file, columns: header.len() })
+        let json = serde_json::to_vec(state)?;
+        tensors.push((STATE_KEY.into(), Tensor::from_slice(&json)));
+        self.save_tensors(name, &tensors)
     }
 
-    /// Appends one row; empty strings stand for values not measured at this step.
-    pub fn row(&mut self, values: &[String]) -> anyhow::Result<()> {
-        debug_assert_eq!(values.len(), self.columns);
-        writeln!(self.file, "{}", values.join(","))?;
-        self.file.flush()?;
-        Ok(())
+    /// Loads a resume checkpoint into `vs` and returns the rest.
+    pub fn load_resume<S: DeserializeOwned>(
+        &self,
+        name: &str,
+        vs: &mut VarStore,
+    ) -> anyhow::Result<Resume<S>> {
+        self.load_checkpoint(vs, name)?;
+        let path = self.file(&format!("{name}.safetensors"));
+        let tensors = self.read_tensors(name)?;
+        let mut optimizer = Vec::new();
+        let mut state = None;
+        for (k, t) in tensors {
+            if let Some(rest) = k.strip_prefix(OPTIM_PREFIX) {
+                optimizer.push((rest.to_string(), t));
+            } else if k == STATE_KEY {
+                let bytes = Vec::<u8>::try_from(&t)?;
+                state = Some(
+                    serde_json::from_slice(&bytes)
+                        .with_context(|| format!("{}: parsing {STATE_KEY}", path.display()))?,
+                );
+            }
+        }
+        let state = state.with_context(|| {
+            format!(
+                "{} holds no {STATE_KEY}: it was written by an older rnnlab that kept the \
+                 loop state apart; start a new run",
+                path.display()
+            )
+        })?;
+        Ok(Resume { optimizer, state })
     }
 }

@@ -1,13 +1,17 @@
-//! Learning-rate schedules as PyTorch's `torch.optim.lr_scheduler`: `StepLR`
-//! (the speaker lab's) and `CosineAnnealingWarmRestarts` (SGDR, Loshchilov &
-//! Hutter 2017), for any model.
+//! Learning-rate schedules as PyTorch's `torch.optim.lr_scheduler`: constant,
+//! `StepLR` (the speaker lab's; the makemore lecture's drop to a tenth) and
+//! `CosineAnnealingWarmRestarts` (SGDR, Loshchilov & Hutter 2017) with an
+//! optional linear warm-up (PyTorch's `LinearLR` then the cosine, as
+//! `SequentialLR` chains them), for any model.
 //!
-//! A schedule is a pure function of the epoch ([`LrSchedule::lr`], PyTorch's
-//! closed form); [`Scheduler`] adds PyTorch's stateful `step()` that sets the
+//! A schedule is a pure function of a counter ([`LrSchedule::lr`], PyTorch's
+//! closed form): the training engine counts optimiser steps, a notebook may
+//! count epochs. [`Schedule`] names one of them in a run's `config.json`;
+//! [`Scheduler`] adds PyTorch's stateful `step()` that sets a tch
 //! optimiser's learning rate, so a loop reads like the notebook:
 //!
 //! ```no_run
-//! # use models::lr_scheduler::{Scheduler, StepLR};
+//! # use train::schedule::{Scheduler, StepLR};
 //! # let vs = tch::nn::VarStore::new(tch::Device::Cpu);
 //! # use tch::nn::OptimizerConfig;
 //! let mut opt = tch::nn::Adam::default().build(&vs, 1e-3).unwrap();
@@ -22,10 +26,81 @@ use serde::{Deserialize, Serialize};
 use std::f64::consts::PI;
 use tch::nn::Optimizer;
 
-/// A learning rate for every epoch.
+/// A learning rate for every step (or epoch, as the caller counts).
 pub trait LrSchedule {
     /// The learning rate in effect during `epoch` (0-based).
     fn lr(&self, epoch: usize) -> f64;
+}
+
+/// The same rate throughout.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Constant {
+    pub lr: f64,
+}
+
+impl LrSchedule for Constant {
+    fn lr(&self, _epoch: usize) -> f64 {
+        self.lr
+    }
+}
+
+/// A linear warm-up over `warmup` steps, `base_lr · (t + 1) / warmup`
+/// (PyTorch's `LinearLR(start_factor=1/warmup, total_iters=warmup-1)`), then
+/// [`CosineAnnealingWarmRestarts`] counted from the end of the warm-up.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct WarmupCosine {
+    pub warmup: usize,
+    pub cosine: CosineAnnealingWarmRestarts,
+}
+
+impl LrSchedule for WarmupCosine {
+    fn lr(&self, t: usize) -> f64 {
+        if t < self.warmup {
+            self.cosine.base_lr * (t + 1) as f64 / self.warmup as f64
+        } else {
+            self.cosine.lr_at((t - self.warmup) as f64)
+        }
+    }
+}
+
+/// The schedule of a run, saved in its `config.json`: one of the above.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Schedule {
+    Constant(Constant),
+    Step(StepLR),
+    Cosine(WarmupCosine),
+}
+
+impl Schedule {
+    pub fn constant(lr: f64) -> Self {
+        Schedule::Constant(Constant { lr })
+    }
+
+    /// `StepLR(base_lr, step_size, gamma)`.
+    pub fn step(base_lr: f64, step_size: usize, gamma: f64) -> Self {
+        Schedule::Step(StepLR::new(base_lr, step_size, gamma))
+    }
+
+    /// A linear warm-up of `warmup` steps, then one cosine decay from
+    /// `base_lr` to `eta_min` over `decay` steps (no restart within a run of
+    /// `warmup + decay` steps).
+    pub fn warmup_cosine(base_lr: f64, warmup: usize, decay: usize, eta_min: f64) -> Self {
+        Schedule::Cosine(WarmupCosine {
+            warmup,
+            cosine: CosineAnnealingWarmRestarts::new(base_lr, decay.max(1), 1, eta_min),
+        })
+    }
+}
+
+impl LrSchedule for Schedule {
+    fn lr(&self, t: usize) -> f64 {
+        match self {
+            Schedule::Constant(s) => s.lr(t),
+            Schedule::Step(s) => s.lr(t),
+            Schedule::Cosine(s) => s.lr(t),
+        }
+    }
 }
 
 /// `StepLR(optimizer, step_size, gamma)`: `base_lr · gamma^(epoch / step_size)`.
@@ -191,6 +266,35 @@ mod tests {
             0.09903926402016153,
         ];
         assert_close(&got, &want);
+    }
+
+    /// Warm-up then cosine equals PyTorch's `SequentialLR([LinearLR(
+    /// start_factor=1/3, total_iters=2), CosineAnnealingLR(T_max=5,
+    /// eta_min=0.01)], milestones=[3])` stepped once per step (golden script).
+    #[test]
+    fn warmup_cosine_matches_pytorch() {
+        let s = Schedule::warmup_cosine(0.3, 3, 5, 0.01);
+        let got: Vec<f64> = (0..8).map(|t| s.lr(t)).collect();
+        // PyTorch 2.11; by hand 0.3·1/3, 0.3·2/3, 0.3, then
+        // 0.01 + 0.29·(1 + cos(πk/5))/2 for k = 0, 1, ... (the peak twice)
+        let want = [
+            0.09999999999999999,
+            0.19999999999999998,
+            0.3,
+            0.3,
+            0.27230746418436735,
+            0.19980746418436734,
+            0.1101925358156326,
+            0.03769253581563263,
+        ];
+        for (t, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!((g - w).abs() < 1e-12, "step {t}: {g} vs {w}");
+        }
+        assert_eq!(Schedule::constant(0.5).lr(1000), 0.5);
+        assert_close(
+            &(0..5).map(|t| Schedule::step(1.0, 2, 0.1).lr(t)).collect::<Vec<_>>(),
+            &[1.0, 1.0, 0.1, 0.1, 0.010000000000000002],
+        );
     }
 
     #[test]

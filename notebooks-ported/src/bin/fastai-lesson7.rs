@@ -35,7 +35,6 @@
 use anyhow::{bail, ensure, Context, Result};
 use cells::{CellState, GRUCell, LSTMCell, RecurrentCell};
 use figures::{row_average, LineChart, Series};
-use models::lr_scheduler::CosineAnnealingWarmRestarts;
 use models::makemore::data::PyRandom;
 use models::makemore::{
     build_dataset, load_words, split_words, BatchNorm1d, BatchNorm1dConfig, Embedding,
@@ -47,6 +46,7 @@ use std::path::Path;
 use std::time::Instant;
 use tch::nn::{self, ModuleT, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
+use train::schedule::CosineAnnealingWarmRestarts;
 
 /// The LMDataLoader layout: `.` + every word followed by `.`, as one stream
 /// cut into `bs` equal parts laid side by side: `[bs, len / bs]`. Row `i` of

@@ -44,7 +44,6 @@ use data::speech_commands::{
 };
 use data::synth::{generate, SynthConfig};
 use figures::{row_average, LineChart, Series};
-use models::lr_scheduler::CosineAnnealingWarmRestarts;
 use models::{
     classifier, clip_grad_norm_, Adam, BidirRecurrentModel, CellStack, Engine, Mode, RNNModel,
     RnnConfig,
@@ -56,6 +55,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Tensor};
+use train::schedule::CosineAnnealingWarmRestarts;
 
 /// Clips a forward pass when scoring a split.
 const EVAL_BATCH: i64 = 1000;

@@ -12,7 +12,7 @@
 //! iterations per second.
 //!
 //! The work is done by the library: `models::speaker` (the BiLSTM, the proxies,
-//! the loss), `models::lr_scheduler` (`StepLR`), `models::cluster` (k-means,
+//! the loss), `train::schedule` (`StepLR`), `models::cluster` (k-means,
 //! purity, PCA) and `data::speakers` (an espeak-ng speaker corpus); this is the
 //! same model `rnnlab train --model speaker` trains.
 //!
@@ -49,7 +49,6 @@ use data::speech_commands::DEFAULT_CACHE_DIR;
 use figures::scatter::{draw_legend, draw_panel, Point, PointKind};
 use figures::{register_fonts, FONT};
 use models::cluster::{kmeans_purity, pca_2d, KMeansConfig};
-use models::lr_scheduler::{LrSchedule, Scheduler, StepLR};
 use models::speaker::{
     accuracy, join_embedding, proxy_distances, proxy_logits, proxy_loss, split_directions,
     xavier_bound, SpeakerConfig, SpeakerModel, PAIRWISE_EPS,
@@ -60,6 +59,7 @@ use std::path::Path;
 use std::time::Instant;
 use tch::nn::{self, ModuleT, OptimizerConfig};
 use tch::{Cuda, Device, Kind, Tensor};
+use train::schedule::{LrSchedule, Scheduler, StepLR};
 
 /// The lab's settings, full and quick.
 struct Settings {

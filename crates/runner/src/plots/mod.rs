@@ -1,7 +1,8 @@
 //! `rnnlab plots [--results DIR]`: draws the figures of every run folder
-//! under `results/` (each has a `config.json` with a `"model"` field and a
+//! under `results/` (each has a typed `config.json`, [`RunConfig`], and a
 //! `metrics.csv`), dispatching on the model, then the figures that compare
-//! runs of one kind.
+//! runs of one kind. Every model's loss figure draws the validation loss
+//! beside the training loss.
 //!
 //! To add a model's figures: a module here with `plot_run(&Run) ->
 //! anyhow::Result<Vec<PathBuf>>` (and, when runs compare, `compare(&[Run],
@@ -14,7 +15,8 @@ mod rnn;
 mod speaker;
 mod wavenet;
 
-use anyhow::Context;
+use crate::config::{RunConfig, RunSummary};
+use crate::train::ModelKind;
 use clap::Args;
 use std::path::{Path, PathBuf};
 
@@ -30,9 +32,8 @@ pub struct PlotsArgs {
 #[derive(Debug, Clone)]
 pub struct Run {
     pub dir: PathBuf,
-    /// `config.json`'s `"model"`, e.g. `wavenet`, `lstm`.
-    pub model: String,
-    pub config: serde_json::Value,
+    pub model: ModelKind,
+    pub config: RunConfig,
 }
 
 impl Run {
@@ -42,9 +43,8 @@ impl Run {
     }
 
     /// `summary.json`, when the run has finished.
-    pub fn summary(&self) -> Option<serde_json::Value> {
-        let text = std::fs::read_to_string(self.dir.join("summary.json")).ok()?;
-        serde_json::from_str(&text).ok()
+    pub fn summary(&self) -> Option<RunSummary> {
+        RunSummary::read(&self.dir).ok()
     }
 }
 
@@ -55,23 +55,17 @@ pub fn find_runs(results: &Path) -> anyhow::Result<Vec<Run>> {
         return Ok(Vec::new());
     }
     let mut runs = Vec::new();
-    let entries =
-        std::fs::read_dir(results).with_context(|| format!("listing {}", results.display()))?;
+    let entries = std::fs::read_dir(results)
+        .map_err(|e| anyhow::anyhow!("listing {}: {e}", results.display()))?;
     for entry in entries {
         let dir = entry?.path();
-        let config_path = dir.join("config.json");
-        if !config_path.is_file() {
+        if !dir.join("config.json").is_file() {
             continue;
         }
-        let text = std::fs::read_to_string(&config_path)
-            .with_context(|| format!("reading {}", config_path.display()))?;
-        let config: serde_json::Value = serde_json::from_str(&text)
-            .with_context(|| format!("parsing {}", config_path.display()))?;
-        let Some(model) = config.get("model").and_then(|m| m.as_str()).map(str::to_owned) else {
-            eprintln!("{}: no \"model\" field, skipped", config_path.display());
-            continue;
-        };
-        runs.push(Run { dir, model, config });
+        match RunConfig::read(&dir) {
+            Ok(config) => runs.push(Run { dir, model: config.kind(), config }),
+            Err(e) => eprintln!("skipped: {e:#}"),
+        }
     }
     runs.sort_by(|a, b| a.dir.cmp(&b.dir));
     Ok(runs)
@@ -79,13 +73,11 @@ pub fn find_runs(results: &Path) -> anyhow::Result<Vec<Run>> {
 
 /// The figures of one run, by its model.
 fn plot_run(run: &Run) -> anyhow::Result<Vec<PathBuf>> {
-    match run.model.as_str() {
-        "wavenet" => wavenet::plot_run(run),
-        m if rnn::MODELS.contains(&m) => rnn::plot_run(run),
-        "speaker" => speaker::plot_run(run),
-        other => {
-            println!("{}: no figures for model {other:?} yet", run.dir.display());
-            Ok(Vec::new())
+    match &run.config {
+        RunConfig::Wavenet(c) => wavenet::plot_run(run, c),
+        RunConfig::Speaker(c) => speaker::plot_run(run, c),
+        RunConfig::RnnTanh(c) | RunConfig::RnnRelu(c) | RunConfig::Lstm(c) | RunConfig::Gru(c) => {
+            rnn::plot_run(run, c)
         }
     }
 }

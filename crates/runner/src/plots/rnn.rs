@@ -1,44 +1,58 @@
 //! Figures of the recurrent classifiers (`rnn_tanh`, `rnn_relu`, `lstm`,
 //! `gru`, each uni- or bidirectional): per run the training loss (raw and
 //! averaged over rows of `valid_every` steps, as the makemore lecture does)
-//! and the validation and test accuracy; across runs the coursework's theory
+//! with the validation loss, and the validation and test accuracy; across runs the coursework's theory
 //! question 3 figure, RNN against LSTM against GRU, from real runs.
 
 use super::Run;
+use crate::train::ModelKind;
+use crate::train_rnn::RnnRunConfig;
 use figures::{row_average, LineChart, LossCurve, Metrics, Series};
 use std::path::{Path, PathBuf};
 
 /// The models drawn here, in the comparison's order.
-pub const MODELS: [&str; 4] = ["rnn_tanh", "rnn_relu", "lstm", "gru"];
+pub const MODELS: [ModelKind; 4] =
+    [ModelKind::RnnTanh, ModelKind::RnnRelu, ModelKind::Lstm, ModelKind::Gru];
 
-fn label(run: &Run) -> String {
-    let bi = run.config["bidirectional"].as_bool().unwrap_or(false);
-    let recipe = run.config["recipe"].as_str().unwrap_or("default");
-    format!("{}{} ({recipe})", if bi { "bi" } else { "" }, run.model)
+/// The model's name as on the command line (`gru`, `rnn_tanh`).
+fn name(model: ModelKind) -> String {
+    serde_json::to_value(model).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
-fn row(run: &Run) -> usize {
-    run.config["valid_every"].as_u64().unwrap_or(20).max(1) as usize
+fn label(run: &Run, cfg: &RnnRunConfig) -> String {
+    let bi = if cfg.bidirectional { "bi" } else { "" };
+    format!("{bi}{} ({})", name(run.model), cfg.recipe)
+}
+
+fn test_accuracy(run: &Run) -> Option<f64> {
+    run.summary().and_then(|s| s.as_rnn().map(|s| s.test_accuracy))
 }
 
 /// `<run>/loss.png` and `<run>/accuracy.png`.
-pub fn plot_run(run: &Run) -> anyhow::Result<Vec<PathBuf>> {
+pub fn plot_run(run: &Run, cfg: &RnnRunConfig) -> anyhow::Result<Vec<PathBuf>> {
     let m = Metrics::read(&run.dir.join("metrics.csv"))?;
     let loss = m.xy("step", "loss")?;
     if loss.is_empty() {
         println!("{}: no steps logged yet", run.dir.display());
         return Ok(Vec::new());
     }
-    let test = run.summary().and_then(|s| s["test_accuracy"].as_f64());
-    let title = format!("{}: training loss", label(run));
+    let test = test_accuracy(run);
+    let title = format!("{}: training loss", label(run, cfg));
     let loss_png = run.dir.join("loss.png");
-    LossCurve { title: &title, y_label: "cross-entropy", raw: &loss, k: row(run), extra: vec![] }
-        .draw(&loss_png)?;
+    let valid = Series::new("validation", m.xy("step", "valid_loss")?, 1);
+    LossCurve {
+        title: &title,
+        y_label: "cross-entropy",
+        raw: &loss,
+        k: cfg.valid_every.max(1),
+        extra: vec![valid],
+    }
+    .draw(&loss_png)?;
 
     let mut acc = LineChart::new(
         match test {
-            Some(t) => format!("{}: accuracy (test at best validation: {t:.3})", label(run)),
-            None => format!("{}: accuracy", label(run)),
+            Some(t) => format!("{}: accuracy (test at best validation: {t:.3})", label(run, cfg)),
+            None => format!("{}: accuracy", label(run, cfg)),
         },
         "step",
         "accuracy",
@@ -52,15 +66,17 @@ pub fn plot_run(run: &Run) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 /// The latest finished unidirectional run of each model, for one recipe.
-fn latest_per_model<'a>(runs: &'a [Run], recipe: &str) -> Vec<&'a Run> {
+fn latest_per_model<'a>(runs: &'a [Run], recipe: &str) -> Vec<(&'a Run, &'a RnnRunConfig)> {
     MODELS
         .iter()
         .filter_map(|m| {
-            runs.iter().rfind(|r| {
-                r.model == *m
+            runs.iter().rev().find_map(|r| {
+                let cfg = r.config.as_rnn()?;
+                let fits = r.model == *m
                     && r.summary().is_some()
-                    && !r.config["bidirectional"].as_bool().unwrap_or(false)
-                    && r.config["recipe"].as_str() == Some(recipe)
+                    && !cfg.bidirectional
+                    && cfg.recipe == recipe;
+                fits.then_some((r, cfg))
             })
         })
         .collect()
@@ -86,11 +102,12 @@ pub fn compare(runs: &[Run], results: &Path) -> anyhow::Result<Vec<PathBuf>> {
             "step",
             "validation accuracy",
         );
-        for (i, run) in chosen.iter().enumerate() {
+        for (i, (run, cfg)) in chosen.iter().enumerate() {
             let m = Metrics::read(&run.dir.join("metrics.csv"))?;
-            let test = run.summary().and_then(|s| s["test_accuracy"].as_f64()).unwrap_or(f64::NAN);
-            let name = format!("{} (test {test:.3})", run.model);
-            loss.series.push(Series::new(&name, row_average(&m.xy("step", "loss")?, row(run)), i));
+            let test = test_accuracy(run).unwrap_or(f64::NAN);
+            let name = format!("{} (test {test:.3})", name(run.model));
+            let row = cfg.valid_every.max(1);
+            loss.series.push(Series::new(&name, row_average(&m.xy("step", "loss")?, row), i));
             acc.series.push(Series::new(&name, m.xy("step", "valid_acc")?, i));
         }
         acc.y_range = Some((0.0, 1.02));

@@ -9,6 +9,8 @@
 //! unseen speakers that were kept out of training.
 
 use super::Run;
+use crate::config::RunSummary;
+use crate::speaker::{EmbeddingRow, SpeakerRunConfig};
 use anyhow::{anyhow, bail, Context};
 use figures::scatter::{draw_legend, draw_panel, Point, PointKind};
 use figures::{register_fonts, LossCurve, Metrics, Series, FONT};
@@ -28,42 +30,31 @@ struct Snapshot {
     points: Vec<Point>,
 }
 
-fn names(run: &Run, key: &str) -> Vec<String> {
-    run.config[key]
-        .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
-        .unwrap_or_default()
-}
-
 fn read_snapshot(path: &Path, train: &[String], unseen: &[String]) -> anyhow::Result<Vec<Point>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let rows: Vec<EmbeddingRow> = train::metrics::read_rows(path)?;
     let mut points = Vec::new();
-    for (i, line) in text.lines().enumerate().skip(1) {
-        let bad = || anyhow!("{}:{}: bad row {line:?}", path.display(), i + 1);
-        let f: Vec<&str> = line.split(',').collect();
-        if f.len() != 4 {
-            return Err(bad());
-        }
-        let kind = match f[0] {
+    for (i, row) in rows.into_iter().enumerate() {
+        let bad = || anyhow!("{}:{}: bad row {row:?}", path.display(), i + 2);
+        let kind = match row.set.as_str() {
             "train" => PointKind::Train,
             "heldout" => PointKind::Heldout,
             "unseen" => PointKind::Unseen,
             _ => return Err(bad()),
         };
         let speaker = match kind {
-            PointKind::Unseen => unseen.iter().position(|s| s == f[1]).map(|p| p + train.len()),
-            _ => train.iter().position(|s| s == f[1]),
+            PointKind::Unseen => {
+                unseen.iter().position(|s| *s == row.speaker).map(|p| p + train.len())
+            }
+            _ => train.iter().position(|s| *s == row.speaker),
         }
         .ok_or_else(bad)?;
-        let (x, y) = (f[2].parse().map_err(|_| bad())?, f[3].parse().map_err(|_| bad())?);
-        points.push(Point { kind, speaker, x, y });
+        points.push(Point { kind, speaker, x: row.pc1, y: row.pc2 });
     }
     Ok(points)
 }
 
-fn read_snapshots(run: &Run) -> anyhow::Result<Vec<Snapshot>> {
-    let (train, unseen) = (names(run, "train_speakers"), names(run, "unseen_speakers"));
+fn read_snapshots(run: &Run, cfg: &SpeakerRunConfig) -> anyhow::Result<Vec<Snapshot>> {
+    let (train, unseen) = (&cfg.train_speakers, &cfg.unseen_speakers);
     let dir = run.dir.join("embeddings");
     let mut snaps = Vec::new();
     if !dir.is_dir() {
@@ -78,7 +69,7 @@ fn read_snapshots(run: &Run) -> anyhow::Result<Vec<Snapshot>> {
         else {
             continue;
         };
-        snaps.push(Snapshot { epoch, points: read_snapshot(&path, &train, &unseen)? });
+        snaps.push(Snapshot { epoch, points: read_snapshot(&path, train, unseen)? });
     }
     snaps.sort_by_key(|s| s.epoch);
     Ok(snaps)
@@ -96,9 +87,9 @@ fn spread(snaps: &[Snapshot], n: usize) -> Vec<&Snapshot> {
 }
 
 /// `<run>/embeddings.png`: up to 9 epochs in a grid, with a legend.
-fn draw_grid(run: &Run, snaps: &[Snapshot], path: &Path) -> anyhow::Result<()> {
+fn draw_grid(cfg: &SpeakerRunConfig, snaps: &[Snapshot], path: &Path) -> anyhow::Result<()> {
     let err = |e: &dyn std::fmt::Display| anyhow!("drawing {}: {e}", path.display());
-    let (train, unseen) = (names(run, "train_speakers"), names(run, "unseen_speakers"));
+    let (train, unseen) = (&cfg.train_speakers, &cfg.unseen_speakers);
     let root = BitMapBackend::new(path, (1600, 1240)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let root = root
@@ -110,15 +101,15 @@ fn draw_grid(run: &Run, snaps: &[Snapshot], path: &Path) -> anyhow::Result<()> {
         let n = train.len() + unseen.len();
         draw_panel(area, &snap.points, &format!("epoch {}", snap.epoch), 14, n)?;
     }
-    draw_legend(&legend, &train, &unseen, MARKERS)?;
+    draw_legend(&legend, train, unseen, MARKERS)?;
     root.present().map_err(|e| err(&e))?;
     Ok(())
 }
 
 /// `<run>/embeddings.gif`: every saved epoch, one frame each, the last held longer.
-fn draw_gif(run: &Run, snaps: &[Snapshot], path: &Path) -> anyhow::Result<()> {
+fn draw_gif(cfg: &SpeakerRunConfig, snaps: &[Snapshot], path: &Path) -> anyhow::Result<()> {
     let err = |e: &dyn std::fmt::Display| anyhow!("drawing {}: {e}", path.display());
-    let (train, unseen) = (names(run, "train_speakers"), names(run, "unseen_speakers"));
+    let (train, unseen) = (&cfg.train_speakers, &cfg.unseen_speakers);
     let root =
         BitMapBackend::gif(path, (1000, 700), FRAME_MS).map_err(|e| err(&e))?.into_drawing_area();
     let last = snaps.last().map(|s| s.epoch);
@@ -129,7 +120,7 @@ fn draw_gif(run: &Run, snaps: &[Snapshot], path: &Path) -> anyhow::Result<()> {
             let (chart, legend) = root.split_horizontally(740);
             let caption = format!("speaker embeddings (PCA), epoch {}", snap.epoch);
             draw_panel(&chart, &snap.points, &caption, 15, train.len() + unseen.len())?;
-            draw_legend(&legend, &train, &unseen, MARKERS)?;
+            draw_legend(&legend, train, unseen, MARKERS)?;
             root.present().map_err(|e| err(&e))?;
         }
     }
@@ -146,12 +137,12 @@ fn draw_loss(run: &Run, path: &Path) -> anyhow::Result<bool> {
     if train.is_empty() {
         return Ok(false);
     }
-    let heldout = log(metrics.xy("step", "heldout_loss")?);
+    let heldout = log(metrics.xy("step", "valid_loss")?);
     // Rows of one epoch: the steps between two held-out evaluations.
     let per_epoch = heldout.first().map_or(10, |p| p.0 as usize).max(1);
-    let note = match run.summary().and_then(|s| s["final_loss"].as_f64()) {
-        Some(l) => format!(", final loss {l:.4}"),
-        None => String::new(),
+    let note = match run.summary() {
+        Some(RunSummary::Speaker(s)) => format!(", final loss {:.4}", s.final_loss),
+        _ => String::new(),
     };
     LossCurve {
         title: &format!("speaker BiLSTM, proxy loss{note}"),
@@ -165,7 +156,7 @@ fn draw_loss(run: &Run, path: &Path) -> anyhow::Result<bool> {
 }
 
 /// `loss.png`, `embeddings.png` and `embeddings.gif` in the run folder.
-pub fn plot_run(run: &Run) -> anyhow::Result<Vec<PathBuf>> {
+pub fn plot_run(run: &Run, cfg: &SpeakerRunConfig) -> anyhow::Result<Vec<PathBuf>> {
     register_fonts()?;
     let mut written = Vec::new();
     let loss = run.dir.join("loss.png");
@@ -174,7 +165,7 @@ pub fn plot_run(run: &Run) -> anyhow::Result<Vec<PathBuf>> {
     } else {
         println!("{}: no steps logged yet", run.dir.display());
     }
-    let snaps = read_snapshots(run)?;
+    let snaps = read_snapshots(run, cfg)?;
     if snaps.is_empty() {
         if !written.is_empty() {
             bail!("{}: no embeddings/epoch_*.csv to draw", run.dir.display());
@@ -182,10 +173,10 @@ pub fn plot_run(run: &Run) -> anyhow::Result<Vec<PathBuf>> {
         return Ok(written);
     }
     let grid = run.dir.join("embeddings.png");
-    draw_grid(run, &snaps, &grid)?;
+    draw_grid(cfg, &snaps, &grid)?;
     written.push(grid);
     let gif = run.dir.join("embeddings.gif");
-    draw_gif(run, &snaps, &gif)?;
+    draw_gif(cfg, &snaps, &gif)?;
     written.push(gif);
     Ok(written)
 }
@@ -193,6 +184,7 @@ pub fn plot_run(run: &Run) -> anyhow::Result<Vec<PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::RunConfig;
 
     fn snap(epoch: usize) -> Snapshot {
         Snapshot { epoch, points: Vec::new() }
@@ -213,30 +205,60 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("rnnlab-speaker-plot-{}", std::process::id()));
         let emb = dir.join("embeddings");
         std::fs::create_dir_all(&emb).unwrap();
-        let config = serde_json::json!({
-            "model": "speaker", "train_speakers": ["a", "b"], "unseen_speakers": ["c"]
-        });
-        std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
-        let mut csv = String::from("step,epoch,loss,lr,heldout_loss,heldout_accuracy\n");
-        for s in 1..=6 {
+        let cfg = SpeakerRunConfig {
+            speaker: models::speaker::SpeakerConfig {
+                input_size: 20,
+                hidden_size: 4,
+                num_layers: 1,
+                num_speakers: 2,
+            },
+            train: crate::speaker::SpeakerTrain::default(),
+            data_dir: dir.clone(),
+            window_samples: data::speakers::WINDOW_SAMPLES,
+            window_frames: data::speakers::WINDOW_FRAMES,
+            mfcc: data::mfcc::MfccConfig::default(),
+            standardizer: data::loader::Standardizer { mean: vec![0.0], std: vec![1.0] },
+            train_speakers: vec!["a".into(), "b".into()],
+            unseen_speakers: vec!["c".into()],
+            snapshot_epochs: vec![0, 1, 2],
+            valid_every: None,
+            patience: None,
+        };
+        let config = RunConfig::Speaker(cfg.clone());
+        std::fs::write(dir.join("config.json"), serde_json::to_string(&config).unwrap()).unwrap();
+        let mut m = csv::Writer::from_path(dir.join("metrics.csv")).unwrap();
+        m.write_record(["step", "epoch", "loss", "lr", "valid_loss", "heldout_accuracy"]).unwrap();
+        for s in 1..=6u32 {
             let end = s % 3 == 0;
-            let h = if end { format!("{},0.9", 1.0 / s as f64) } else { ",".into() };
-            csv.push_str(&format!("{s},{},{},0.001,{h}\n", (s + 2) / 3, 2.0 / s as f64));
+            let valid = |v: f64| if end { v.to_string() } else { String::new() };
+            let (epoch, loss) = (s.div_ceil(3), 2.0 / s as f64);
+            m.write_record([
+                s.to_string(),
+                epoch.to_string(),
+                loss.to_string(),
+                "0.001".into(),
+                valid(1.0 / s as f64),
+                valid(0.9),
+            ])
+            .unwrap();
         }
-        std::fs::write(dir.join("metrics.csv"), csv).unwrap();
+        m.flush().unwrap();
         for e in 0..3 {
-            let mut t = String::from("set,speaker,pc1,pc2\n");
+            let path = emb.join(format!("epoch_{e:04}.csv"));
+            let mut w = csv::Writer::from_path(path).unwrap();
             for (k, (set, spk)) in
                 [("train", "a"), ("train", "b"), ("heldout", "a"), ("unseen", "c")]
                     .iter()
                     .enumerate()
             {
-                t.push_str(&format!("{set},{spk},{},{}\n", k as f64 * e as f64, -(k as f64)));
+                let (pc1, pc2) = (k as f64 * e as f64, -(k as f64));
+                let row = EmbeddingRow { set: set.to_string(), speaker: spk.to_string(), pc1, pc2 };
+                w.serialize(row).unwrap();
             }
-            std::fs::write(emb.join(format!("epoch_{e:04}.csv")), t).unwrap();
+            w.flush().unwrap();
         }
-        let run = Run { dir: dir.clone(), model: "speaker".into(), config };
-        let files = plot_run(&run).unwrap();
+        let run = Run { dir: dir.clone(), model: crate::train::ModelKind::Speaker, config };
+        let files = plot_run(&run, &cfg).unwrap();
         assert_eq!(files.len(), 3);
         for f in &files {
             assert!(std::fs::metadata(f).unwrap().len() > 1000, "{} is too small", f.display());
@@ -244,8 +266,11 @@ mod tests {
         let gif = std::fs::read(dir.join("embeddings.gif")).unwrap();
         assert_eq!(&gif[..3], b"GIF");
         // A row naming an unknown speaker is an error that names the file.
-        std::fs::write(emb.join("epoch_0009.csv"), "set,speaker,pc1,pc2\ntrain,zz,0,0\n").unwrap();
-        let e = plot_run(&run).unwrap_err().to_string();
+        let mut w = csv::Writer::from_path(emb.join("epoch_0009.csv")).unwrap();
+        let row = EmbeddingRow { set: "train".into(), speaker: "zz".into(), pc1: 0.0, pc2: 0.0 };
+        w.serialize(row).unwrap();
+        w.flush().unwrap();
+        let e = plot_run(&run, &cfg).unwrap_err().to_string();
         assert!(e.contains("epoch_0009.csv"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

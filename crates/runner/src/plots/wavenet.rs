@@ -3,6 +3,8 @@
 //! 1000).mean(1)`), with the validation loss, and a comparison of runs.
 
 use super::Run;
+use crate::config::{RunConfig, RunSummary};
+use crate::wavenet::WavenetRunConfig;
 use figures::{row_average, LineChart, LossCurve, Metrics, Series};
 use std::path::{Path, PathBuf};
 
@@ -25,25 +27,32 @@ type Curve = Vec<(f64, f64)>;
 fn log10_losses(run: &Run) -> anyhow::Result<(Curve, Curve)> {
     let metrics = Metrics::read(&run.dir.join("metrics.csv"))?;
     let log = |v: Vec<(f64, f64)>| v.into_iter().map(|(s, l)| (s, l.log10())).collect::<Vec<_>>();
-    Ok((log(metrics.xy("step", "loss")?), log(metrics.xy("step", "val_loss")?)))
+    Ok((log(metrics.xy("step", "loss")?), log(metrics.xy("step", "valid_loss")?)))
 }
 
-fn recipe(run: &Run) -> String {
-    run.config["schedule"]["recipe"].as_str().unwrap_or("lecture").to_owned()
+fn recipe(cfg: &WavenetRunConfig) -> String {
+    format!("{:?}", cfg.schedule.recipe).to_lowercase()
+}
+
+fn val_loss(run: &Run) -> Option<f64> {
+    match run.summary()? {
+        RunSummary::Wavenet(s) => Some(s.val_loss),
+        _ => None,
+    }
 }
 
 /// `<run>/loss.png`.
-pub fn plot_run(run: &Run) -> anyhow::Result<Vec<PathBuf>> {
+pub fn plot_run(run: &Run, cfg: &WavenetRunConfig) -> anyhow::Result<Vec<PathBuf>> {
     let (train, val) = log10_losses(run)?;
     if train.is_empty() {
         println!("{}: no steps logged yet", run.dir.display());
         return Ok(Vec::new());
     }
-    let val_note = match run.summary().and_then(|s| s["val_loss"].as_f64()) {
+    let val_note = match val_loss(run) {
         Some(v) => format!(", final val loss {v:.4}"),
         None => String::new(),
     };
-    let title = format!("wavenet, {} recipe: training loss{val_note}", recipe(run));
+    let title = format!("wavenet, {} recipe: training loss{val_note}", recipe(cfg));
     let path = run.dir.join("loss.png");
     LossCurve {
         title: &title,
@@ -58,7 +67,13 @@ pub fn plot_run(run: &Run) -> anyhow::Result<Vec<PathBuf>> {
 
 /// `<results>/wavenet-comparison.png` when there are two or more wavenet runs.
 pub fn compare(runs: &[Run], results: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let wavenets: Vec<&Run> = runs.iter().filter(|r| r.model == "wavenet").collect();
+    let wavenets: Vec<(&Run, &WavenetRunConfig)> = runs
+        .iter()
+        .filter_map(|r| match &r.config {
+            RunConfig::Wavenet(c) => Some((r, c)),
+            _ => None,
+        })
+        .collect();
     if wavenets.len() < 2 {
         return Ok(Vec::new());
     }
@@ -67,12 +82,11 @@ pub fn compare(runs: &[Run], results: &Path) -> anyhow::Result<Vec<PathBuf>> {
         "step",
         "log10(loss)",
     );
-    for (i, run) in wavenets.iter().enumerate() {
+    for (i, (run, cfg)) in wavenets.iter().enumerate() {
         let Ok((train, _)) = log10_losses(run) else { continue };
-        let val = run.summary().and_then(|s| s["val_loss"].as_f64());
-        let label = match val {
-            Some(v) => format!("{} ({}, val {v:.3})", run.name(), recipe(run)),
-            None => format!("{} ({})", run.name(), recipe(run)),
+        let label = match val_loss(run) {
+            Some(v) => format!("{} ({}, val {v:.3})", run.name(), recipe(cfg)),
+            None => format!("{} ({})", run.name(), recipe(cfg)),
         };
         let k = row_len(train.len());
         chart.series.push(Series::new(label, row_average(&train, k), i));
