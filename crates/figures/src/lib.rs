@@ -378,12 +378,19 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("rnnlab-metrics-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("metrics.csv");
-        std::fs::write(&path, "step,loss,val_loss\n1,3.0,\n2,2.5,2.7\n").unwrap();
+        let mut w = csv::Writer::from_path(&path).unwrap();
+        w.write_record(["step", "loss", "val_loss"]).unwrap();
+        w.serialize((1, 3.0, None::<f64>)).unwrap();
+        w.serialize((2, 2.5, Some(2.7))).unwrap();
+        w.flush().unwrap();
         let m = Metrics::read(&path).unwrap();
         assert_eq!(m.xy("step", "loss").unwrap(), [(1.0, 3.0), (2.0, 2.5)]);
         assert_eq!(m.xy("step", "val_loss").unwrap(), [(2.0, 2.7)]);
         assert!(m.xy("step", "acc").unwrap_err().to_string().contains("acc"));
-        std::fs::write(&path, "step,loss\n1,x\n").unwrap();
+        let mut w = csv::Writer::from_path(&path).unwrap();
+        w.write_record(["step", "loss"]).unwrap();
+        w.write_record(["1", "x"]).unwrap();
+        w.flush().unwrap();
         assert!(Metrics::read(&path).unwrap_err().to_string().contains("line 2"));
         std::fs::remove_dir_all(&dir).unwrap();
     }

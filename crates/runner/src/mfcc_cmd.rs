@@ -1,8 +1,7 @@
-//! `rnnlab mfcc FILE.wav`: the clip's MFCCs as CSV, one frame a line, `n_mfcc` values, no
-//! header; librosa's `mfcc(sr=16000, n_mfcc=20, n_fft=2048, hop_length=512).T` of the clip
+//! `rnnlab mfcc FILE.wav`: the clip's MFCCs as CSV (written by the `csv` crate), one frame
+//! a line, `n_mfcc` values, no header; librosa's `mfcc(sr=16000, n_mfcc=20, n_fft=2048, hop_length=512).T` of the clip
 //! padded or cut to one second (as the coursework does).
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -26,10 +25,10 @@ pub fn run(args: &MfccArgs) -> anyhow::Result<()> {
     let samples = read_wav(&args.file).context("reading the clip")?;
     let samples = if args.full { samples } else { fit_to_length(&samples, ONE_SECOND) };
     let f = Mfcc::new(MfccConfig { scale: args.scale, ..MfccConfig::default() }).compute(&samples);
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut out =
+        csv::WriterBuilder::new().has_headers(false).from_writer(std::io::stdout().lock());
     for t in 0..f.frames {
-        let row: Vec<String> = f.frame(t).iter().map(|v| v.to_string()).collect();
-        writeln!(out, "{}", row.join(","))?;
+        out.serialize(f.frame(t))?;
     }
     out.flush()?;
     Ok(())

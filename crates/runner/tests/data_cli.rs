@@ -34,9 +34,12 @@ fn mfcc_prints_librosa_values_as_csv() {
         .unwrap();
     let out = rnnlab().arg("mfcc").arg(fixtures().join("wav/speech_three.wav")).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8(out.stdout).unwrap();
-    let rows: Vec<Vec<f64>> =
-        text.lines().map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).collect();
+    let rows: Vec<Vec<f64>> = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(&out.stdout[..])
+        .deserialize()
+        .map(|r| r.unwrap())
+        .collect();
     assert_eq!(rows.len(), 32);
     let want = clip["mfcc"].as_array().unwrap();
     for (row, w) in rows.iter().zip(want) {
