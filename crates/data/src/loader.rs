@@ -79,6 +79,21 @@ impl Standardizer {
     }
 }
 
+/// What [`DataLoader::evaluate`] measured on one split.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Evaluation {
+    /// Mean cross-entropy per clip.
+    pub loss: f64,
+    pub correct: i64,
+    pub total: i64,
+}
+
+impl Evaluation {
+    pub fn accuracy(&self) -> f64 {
+        self.correct as f64 / self.total.max(1) as f64
+    }
+}
+
 /// Iterates a dataset in batches on a device.
 #[derive(Debug)]
 pub struct DataLoader {
@@ -182,6 +197,31 @@ impl DataLoader {
             correct += pred.eq_tensor(&self.ys.narrow(0, start, len)).sum(Kind::Int64);
         }
         (correct.int64_value(&[]), n)
+    }
+
+    /// Mean cross-entropy of `model`'s logits and the correct predictions
+    /// (argmax against the labels) over this split, in evaluation mode
+    /// without autograd, `batch` clips a forward pass; the sums stay on the
+    /// device until the end.
+    pub fn evaluate(&self, model: &dyn ModuleT, batch: i64) -> Evaluation {
+        let _guard = tch::no_grad_guard();
+        let n = self.ys.size()[0];
+        let mut loss = Tensor::zeros([], (Kind::Double, self.ys.device()));
+        let mut correct = Tensor::zeros([], (Kind::Int64, self.ys.device()));
+        for start in (0..n).step_by(batch.max(1) as usize) {
+            let len = batch.min(n - start);
+            let y = self.ys.narrow(0, start, len);
+            let logits = model.forward_t(&self.xs.narrow(0, start, len), false);
+            loss += logits
+                .cross_entropy_loss::<Tensor>(&y, None, tch::Reduction::Sum, -100, 0.0)
+                .to_kind(Kind::Double);
+            correct += logits.argmax(-1, false).eq_tensor(&y).sum(Kind::Int64);
+        }
+        Evaluation {
+            loss: loss.double_value(&[]) / n.max(1) as f64,
+            correct: correct.int64_value(&[]),
+            total: n,
+        }
     }
 
     /// The next epoch's batches (a fresh order each call when shuffling).

@@ -24,7 +24,8 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tch::nn::{self, ModuleT};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
+use train::recipes::{SPEECH_COURSEWORK, SPEECH_DEFAULT};
 use train::{Eval, Goal, Optim, RunDir, RunStats, Schedule, Settings, Task};
 
 /// `--engine`: who runs the recurrence (both give the same numbers).
@@ -101,25 +102,25 @@ fn mode_of(model: ModelKind) -> anyhow::Result<Mode> {
 /// SpecAugment and is tuned (on the validation split) to generalise to unseen
 /// voices in the same 5-epoch budget.
 fn resolve(args: &TrainArgs) -> anyhow::Result<RnnRunConfig> {
-    let cw = args.coursework;
-    let hidden = args.hidden.unwrap_or(if cw { 32 } else { 128 });
-    let layers = args.layers.unwrap_or(2);
-    let batch_size = args.batch_size.unwrap_or(if cw { 100 } else { 32 });
-    let lr = args.lr.unwrap_or(if cw { 0.01 } else { 0.002 });
-    let epochs = args.epochs.unwrap_or(5);
-    let valid_every = args.valid_every.unwrap_or(if cw { 20 } else { 25 });
+    let r = if args.coursework { SPEECH_COURSEWORK } else { SPEECH_DEFAULT };
+    let hidden = args.hidden.unwrap_or(r.hidden_size);
+    let layers = args.layers.unwrap_or(r.num_layers);
+    let batch_size = args.batch_size.unwrap_or(r.batch_size);
+    let lr = args.lr.unwrap_or(r.lr);
+    let epochs = args.epochs.unwrap_or(r.epochs);
+    let valid_every = args.valid_every.unwrap_or(r.valid_every);
     ensure!(hidden > 0, "--hidden must be positive, got {hidden}");
     ensure!(layers > 0, "--layers must be positive, got {layers}");
     ensure!(batch_size > 0, "--batch-size must be positive, got {batch_size}");
     ensure!(lr > 0.0 && lr.is_finite(), "--lr must be a positive number, got {lr}");
     ensure!(epochs > 0, "--epochs must be positive, got {epochs}");
     ensure!(valid_every > 0, "--valid-every must be positive, got {valid_every}");
-    let clip = args.clip_grad_norm.unwrap_or(if cw { f64::INFINITY } else { 1.0 });
+    let clip = args.clip_grad_norm.or(r.clip_grad_norm).unwrap_or(f64::INFINITY);
     ensure!(clip > 0.0, "--clip-grad-norm must be positive (inf turns it off), got {clip}");
     let classes: Vec<String> = DEFAULT_CLASSES.iter().map(|c| c.to_string()).collect();
     let mode = mode_of(args.model)?;
     Ok(RnnRunConfig {
-        recipe: if cw { "coursework" } else { "default" }.into(),
+        recipe: r.name.into(),
         bidirectional: args.bidir,
         engine: args.engine.into(),
         rnn: RnnConfig {
@@ -133,16 +134,16 @@ fn resolve(args: &TrainArgs) -> anyhow::Result<RnnRunConfig> {
         epochs,
         batch_size,
         lr,
-        cosine: !cw,
+        cosine: r.cosine,
         seed: args.seed,
         valid_every,
         data_dir: args.data_dir.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
         classes,
-        mfcc: if cw { MfccConfig::coursework() } else { MfccConfig::default() },
+        mfcc: if r.standardize { MfccConfig::default() } else { MfccConfig::coursework() },
         standardizer: None,
-        augment: (!cw && !args.no_augment && mode.is_gated()).then(SpecAugment::default),
+        augment: (r.augment && !args.no_augment && mode.is_gated()).then(SpecAugment::default),
         clip_grad_norm: clip.is_finite().then_some(clip),
-        forget_bias: (!cw && !args.no_forget_bias && mode == Mode::Lstm).then_some(1.0),
+        forget_bias: r.forget_bias.filter(|_| !args.no_forget_bias && mode == Mode::Lstm),
         patience: args.patience,
     })
 }
@@ -181,7 +182,7 @@ fn load_splits(cfg: &mut RnnRunConfig, device: Device) -> anyhow::Result<Splits>
     for ds in [&train, &valid, &test] {
         ensure!(!ds.is_empty(), "{}: the {} split is empty", ds.dir().display(), ds.split());
     }
-    if cfg.recipe != "coursework" && cfg.standardizer.is_none() {
+    if cfg.recipe != SPEECH_COURSEWORK.name && cfg.standardizer.is_none() {
         cfg.standardizer = Some(Standardizer::fit(train.features()?));
     }
     let bs = cfg.batch_size as usize;
@@ -321,26 +322,10 @@ impl Task for RnnTask {
     }
 }
 
-/// Mean cross-entropy and accuracy of one split, in evaluation mode without
-/// autograd, `batch` clips a forward pass; the sums stay on the device until
-/// the end.
+/// Mean cross-entropy and accuracy of one split (see [`DataLoader::evaluate`]).
 pub fn loss_and_accuracy(model: &dyn ModuleT, loader: &DataLoader, batch: i64) -> (f64, f64) {
-    let _guard = tch::no_grad_guard();
-    let (xs, ys) = loader.tensors();
-    let n = ys.size()[0];
-    let mut loss = Tensor::zeros([], (Kind::Double, ys.device()));
-    let mut correct = Tensor::zeros([], (Kind::Int64, ys.device()));
-    for start in (0..n).step_by(batch.max(1) as usize) {
-        let len = batch.min(n - start);
-        let (x, y) = (xs.narrow(0, start, len), ys.narrow(0, start, len));
-        let logits = model.forward_t(&x, false);
-        loss += logits
-            .cross_entropy_loss::<Tensor>(&y, None, tch::Reduction::Sum, -100, 0.0)
-            .to_kind(Kind::Double);
-        correct += logits.argmax(-1, false).eq_tensor(&y).sum(Kind::Int64);
-    }
-    let n_f = n.max(1) as f64;
-    (loss.double_value(&[]) / n_f, correct.int64_value(&[]) as f64 / n_f)
+    let e = loader.evaluate(model, batch);
+    (e.loss, e.accuracy())
 }
 
 pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {

@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Tensor};
+use train::recipes::{MAKEMORE_LECTURE, MAKEMORE_TUNED};
 use train::{Eval, Goal, NoScores, Optim, RunDir, RunStats, Settings, Task};
 
 /// Steps whose losses are read back to the host at once.
@@ -61,10 +62,11 @@ pub struct Schedule {
 
 impl Schedule {
     fn new(recipe: Recipe, args: &TrainArgs) -> anyhow::Result<Self> {
-        let (steps, batch_size, lr) = match recipe {
-            Recipe::Lecture => (200_000, 32, 0.1),
-            Recipe::Tuned => (100_000, 64, 3e-3),
+        let r = match recipe {
+            Recipe::Lecture => MAKEMORE_LECTURE,
+            Recipe::Tuned => MAKEMORE_TUNED,
         };
+        let (steps, batch_size, lr) = (r.steps, r.batch_size, r.lr);
         let s = Self {
             recipe,
             steps: args.steps.unwrap_or(steps),

@@ -10,6 +10,7 @@
 pub mod engine;
 pub mod metrics;
 pub mod optim;
+pub mod recipes;
 pub mod run_dir;
 pub mod schedule;
 

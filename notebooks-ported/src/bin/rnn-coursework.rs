@@ -44,10 +44,7 @@ use data::speech_commands::{
 };
 use data::synth::{generate, SynthConfig};
 use figures::{row_average, LineChart, Series};
-use models::{
-    classifier, clip_grad_norm_, Adam, BidirRecurrentModel, CellStack, Engine, Mode, RNNModel,
-    RnnConfig,
-};
+use models::{classifier, BidirRecurrentModel, CellStack, Engine, Mode, RNNModel, RnnConfig};
 use notebooks::{parameter_count, say, Notebook};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -55,26 +52,19 @@ use std::sync::Arc;
 use std::time::Instant;
 use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Tensor};
-use train::schedule::CosineAnnealingWarmRestarts;
+use train::recipes::{SpeechRecipe, SPEECH_DEFAULT};
+use train::{Eval, Goal, Optim, RunDir, Schedule, Settings, Task};
 
 /// Clips a forward pass when scoring a split.
 const EVAL_BATCH: i64 = 1000;
 
-/// The training recipe: `rnnlab train`'s default as the README measured it
-/// (see the Training section).
-struct Recipe {
-    hidden_size: i64,
-    num_layers: i64,
-    batch_size: usize,
-    lr: f64,
-    /// `clip_grad_norm_` of all gradients before every step.
-    clip_grad_norm: f64,
-    /// The LSTM's initial forget-gate bias.
-    forget_bias: f64,
-    epochs: usize,
-    valid_every: usize,
-    seed: u64,
-}
+/// The training recipe: `rnnlab train`'s default, the library's named value
+/// (`train::recipes::SPEECH_DEFAULT`; see the Training section), with the
+/// run's length set for full or quick mode.
+type Recipe = SpeechRecipe;
+
+/// The seed of every run (`rnnlab train`'s default).
+const SEED: u64 = 0;
 
 /// The three splits, standardised with the train split's statistics.
 struct Splits {
@@ -141,15 +131,9 @@ fn main() -> anyhow::Result<()> {
     let device = nb.device();
     say!(nb, "device: {device:?}");
     let recipe = Recipe {
-        hidden_size: 128,
-        num_layers: 2,
-        batch_size: 32,
-        lr: 0.002,
-        clip_grad_norm: 1.0,
-        forget_bias: 1.0,
-        epochs: nb.pick(5, 10),
-        valid_every: nb.pick(25, 5),
-        seed: 0,
+        epochs: nb.pick(SPEECH_DEFAULT.epochs, 10),
+        valid_every: nb.pick(SPEECH_DEFAULT.valid_every, 5),
+        ..SPEECH_DEFAULT
     };
     let classes: Vec<String> = DEFAULT_CLASSES.iter().map(|c| c.to_string()).collect();
     let (data_dir, cache) = if nb.quick() {
@@ -284,14 +268,14 @@ fn main() -> anyhow::Result<()> {
         lo,
         hi
     );
-    let bs = recipe.batch_size;
+    let bs = recipe.batch_size as usize;
     let splits = Splits {
         valid: DataLoader::new(&valid_set, bs, device)?.standardize(&stats),
         test: DataLoader::new(&test_set, bs, device)?.standardize(&stats),
         train_set,
         stats,
         batch_size: bs,
-        seed: recipe.seed,
+        seed: SEED,
         device,
     };
     let train_loader = splits.train_loader()?;
@@ -341,7 +325,7 @@ fn main() -> anyhow::Result<()> {
     let opts = (Kind::Float, device);
     let cell_vs = nn::VarStore::new(device);
     let root = cell_vs.root();
-    tch::manual_seed(recipe.seed as i64);
+    tch::manual_seed(SEED as i64);
     let (h0, c0) = (Tensor::randn([b, h], opts) * 0.5, Tensor::randn([b, h], opts) * 0.5); // [B, H]
 
     let lstm = LSTMCell::new(&root / "lstm", 20, h, true);
@@ -547,12 +531,12 @@ fn main() -> anyhow::Result<()> {
         recipe.num_layers,
         recipe.batch_size,
         recipe.lr,
-        recipe.clip_grad_norm,
-        recipe.forget_bias,
+        recipe.clip_grad_norm.unwrap_or(f64::INFINITY),
+        recipe.forget_bias.unwrap_or(f64::NAN),
         recipe.epochs,
         train_loader.len(),
         recipe.valid_every,
-        recipe.seed
+        SEED
     );
     let gru_run = train(&mut nb, "GRU", config(Mode::Gru), false, &recipe, &splits, true)?;
     let k = recipe.valid_every;
@@ -802,7 +786,7 @@ fn main() -> anyhow::Result<()> {
     nb.section("Theory question 3: RNN vs LSTM vs GRU");
     say!(nb, "Q3 (reconstructed wording): compare RNN, LSTM and GRU on this task.");
     let mut loss_chart = LineChart::new(
-        format!("Training loss, mean of {k} steps (same recipe, seed {})", recipe.seed),
+        format!("Training loss, mean of {k} steps (same recipe, seed {SEED})"),
         "step",
         "cross-entropy",
     );
@@ -993,9 +977,9 @@ fn build(
     bidirectional: bool,
     recipe: &Recipe,
 ) -> (nn::VarStore, Box<dyn ModuleT>) {
-    tch::manual_seed(recipe.seed as i64);
+    tch::manual_seed(SEED as i64);
     let vs = nn::VarStore::new(device);
-    let forget_bias = (config.mode == Mode::Lstm).then_some(recipe.forget_bias);
+    let forget_bias = recipe.forget_bias.filter(|_| config.mode == Mode::Lstm);
     let model = classifier(&vs.root(), config, bidirectional, Engine::Custom, forget_bias);
     (vs, model)
 }
@@ -1008,7 +992,90 @@ fn mean_loss(points: &[(f64, f64)]) -> f64 {
     points.iter().map(|p| p.1).sum::<f64>() / points.len().max(1) as f64
 }
 
-/// The coursework's training loop (see the Training section's narration).
+/// The model's part of a training run, for the `train` engine that
+/// `rnnlab train` uses too: batches of the seeded epoch order, SpecAugment
+/// for the gated cells, cross-entropy; validation and test counted apart.
+struct CourseworkTask<'a> {
+    vs: nn::VarStore,
+    model: Box<dyn ModuleT>,
+    loader: DataLoader,
+    order: Option<Tensor>,
+    splits: &'a Splits,
+    augment: Option<SpecAugment>,
+    step: u64,
+    /// `(step, validation, test)` counts of every evaluation.
+    scores: Vec<(u64, (i64, i64), (i64, i64))>,
+}
+
+/// Validation and test accuracy, the `metrics.csv` columns of a run.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Accuracy {
+    valid_acc: f64,
+    test_acc: f64,
+}
+
+impl train::Scores for Accuracy {
+    const COLUMNS: &'static [&'static str] = &["valid_acc", "test_acc"];
+}
+
+impl Task for CourseworkTask<'_> {
+    type Scores = Accuracy;
+
+    fn var_store(&self) -> &nn::VarStore {
+        &self.vs
+    }
+
+    fn var_store_mut(&mut self) -> &mut nn::VarStore {
+        &mut self.vs
+    }
+
+    fn steps_per_epoch(&self) -> u64 {
+        self.loader.len() as u64
+    }
+
+    fn begin_epoch(&mut self, epoch: u64) {
+        self.order = self.loader.epoch_order(epoch);
+    }
+
+    fn train_loss(&mut self, step: u64, batch: u64) -> Tensor {
+        self.step = step;
+        let (x, y) = self.loader.batch(self.order.as_ref(), batch as usize); // [B, 32, 20], [B]
+        let x = match &self.augment {
+            Some(aug) => aug.apply(&x, SEED, step),
+            None => x,
+        };
+        let logits = self.model.forward_t(&x, true); // [B, 3]
+        logits.cross_entropy_for_logits(&y)
+    }
+
+    fn evaluate(&mut self) -> anyhow::Result<Eval<Accuracy>> {
+        let v = self.splits.valid.evaluate(self.model.as_ref(), EVAL_BATCH);
+        let t = self.splits.test.evaluate(self.model.as_ref(), EVAL_BATCH);
+        self.scores.push((self.step, (v.correct, v.total), (t.correct, t.total)));
+        Ok(Eval {
+            loss: v.loss,
+            scores: Accuracy { valid_acc: v.accuracy(), test_acc: t.accuracy() },
+        })
+    }
+
+    fn monitor(&self, eval: &Eval<Accuracy>) -> (f64, Goal) {
+        (eval.scores.valid_acc, Goal::Maximize)
+    }
+}
+
+/// The columns of `metrics.csv` the notebook reads back.
+#[derive(Debug, serde::Deserialize)]
+struct MetricsRow {
+    step: u64,
+    epoch: u64,
+    loss: f64,
+    lr: f64,
+}
+
+/// One training run on the `train` engine (see the Training section's
+/// narration): Adam, the recipe's cosine schedule and clipping, validation
+/// every `valid_every` steps; `metrics.csv` and the checkpoints go to
+/// `runs/<label>` in the notebook's folder.
 fn train(
     nb: &mut Notebook,
     label: &str,
@@ -1019,66 +1086,69 @@ fn train(
     verbose: bool,
 ) -> anyhow::Result<Run> {
     let (vs, model) = build(nb.device(), config, bidirectional, recipe);
-    let mut opt = Adam::new(&vs, recipe.lr);
-    let params = vs.trainable_variables();
-    let mut loader = splits.train_loader()?;
-    let total = recipe.epochs * loader.len();
-    let cosine = CosineAnnealingWarmRestarts::new(recipe.lr, total.max(1), 1, 0.0);
-    let (mut losses, mut valid) = (Vec::new(), Vec::new());
-    let (mut best_valid, mut test_at_best, mut best_step) = ((0, 1), (0, 1), 0);
-    let started = Instant::now();
-    let mut step = 0;
-    // SpecAugment for the gated cells: hide a band of coefficients and a span
-    // of frames of every training clip
-    let augment = config.mode.is_gated().then(SpecAugment::default);
+    let loader = splits.train_loader()?;
+    let steps = (recipe.epochs * loader.len()) as u64;
+    let settings = Settings {
+        seed: SEED,
+        steps,
+        valid_every: recipe.valid_every as u64,
+        optimizer: Optim::adam(),
+        schedule: Schedule::warmup_cosine(recipe.lr, 0, steps.max(1) as usize, 0.0),
+        clip_grad_norm: recipe.clip_grad_norm,
+        patience: None,
+        log_every: loader.len() as u64,
+    };
     say!(nb, "\n{label}: {} parameters", parameter_count(&vs));
-    for epoch in 0..recipe.epochs {
-        for (x, y) in loader.iter() {
-            // x [B, 32, 20], y [B]
-            step += 1;
-            opt.set_lr(cosine.lr_at((step - 1) as f64));
-            let x = match &augment {
-                Some(aug) => aug.apply(&x, recipe.seed, step as u64),
-                None => x,
-            };
-            let logits = model.forward_t(&x, true); // [B, 3]
-            let loss = logits.cross_entropy_for_logits(&y);
-            opt.zero_grad();
-            loss.backward();
-            let _total_norm = clip_grad_norm_(&params, recipe.clip_grad_norm);
-            opt.step();
-            let loss = loss.double_value(&[]);
-            ensure!(loss.is_finite(), "{label}: loss became {loss} at step {step}");
-            losses.push((step as f64, loss));
-            if step % recipe.valid_every == 0 {
-                let v = splits.valid.count_correct(model.as_ref(), EVAL_BATCH);
-                let t = splits.test.count_correct(model.as_ref(), EVAL_BATCH);
-                valid.push((step as f64, ratio(v)));
-                let better = ratio(v) > ratio(best_valid);
-                if better {
-                    (best_valid, test_at_best, best_step) = (v, t, step);
-                }
-                if verbose {
-                    say!(
-                        nb,
-                        "  step {step:>4} epoch {epoch}  loss {:.4} (mean of {} steps)  \
-                         lr {:.2e}  validation {}/{} = {:.4}  test {}/{} = {:.4}{}",
-                        mean_loss(&losses[losses.len() - recipe.valid_every..]),
-                        recipe.valid_every,
-                        opt.lr(),
-                        v.0,
-                        v.1,
-                        ratio(v),
-                        t.0,
-                        t.1,
-                        ratio(t),
-                        if better { "  (best so far)" } else { "" }
-                    );
-                }
-            }
+    let dir = nb.path(&format!("runs/{label}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let run_dir = RunDir::create(Some(&dir), label)?;
+    let augment = (recipe.augment && config.mode.is_gated()).then(SpecAugment::default);
+    let mut task = CourseworkTask {
+        vs,
+        model,
+        loader,
+        order: None,
+        splits,
+        augment,
+        step: 0,
+        scores: Vec::new(),
+    };
+    let state = train::fit(&mut task, &run_dir, &settings, false)
+        .with_context(|| format!("training {label}"))?;
+    let rows: Vec<MetricsRow> = train::metrics::read_rows(&run_dir.file("metrics.csv"))?;
+    let losses: Vec<(f64, f64)> = rows.iter().map(|r| (r.step as f64, r.loss)).collect();
+    let mut valid = Vec::new();
+    let mut best = (0, 1);
+    for &(step, v, t) in &task.scores {
+        valid.push((step as f64, ratio(v)));
+        let better = ratio(v) > ratio(best);
+        if better {
+            best = v;
+        }
+        if verbose {
+            let row = &rows[step as usize - 1];
+            let k = recipe.valid_every.min(step as usize);
+            say!(
+                nb,
+                "  step {step:>4} epoch {}  loss {:.4} (mean of {k} steps)  lr {:.2e}  \
+                 validation {}/{} = {:.4}  test {}/{} = {:.4}{}",
+                row.epoch,
+                mean_loss(&losses[step as usize - k..step as usize]),
+                row.lr,
+                v.0,
+                v.1,
+                ratio(v),
+                t.0,
+                t.1,
+                ratio(t),
+                if better { "  (best so far)" } else { "" }
+            );
         }
     }
-    let seconds = started.elapsed().as_secs_f64();
+    let best_step = state.best.as_ref().map_or(0, |b| b.step);
+    let (_, best_valid, test_at_best) =
+        task.scores.iter().copied().find(|s| s.0 == best_step).unwrap_or((0, (0, 1), (0, 1)));
+    let (step, seconds) = (state.step as usize, state.train_seconds);
     say!(
         nb,
         "{label}: best validation accuracy {}/{} = {:.4} at step {best_step}, test accuracy \
@@ -1093,13 +1163,13 @@ fn train(
     Ok(Run {
         label: label.to_owned(),
         config,
-        vs,
-        model,
+        vs: task.vs,
+        model: task.model,
         losses,
         valid,
         best_valid,
         test_at_best,
-        best_step,
+        best_step: best_step as usize,
         steps: step,
         seconds,
     })

@@ -1,0 +1,85 @@
+//! The named training recipes, shared by `rnnlab train` and the notebooks so
+//! that a number is written once.
+//!
+//! Speech commands: `default` (tuned on the validation split to generalise
+//! to unseen voices in 5 epochs) and `coursework` (the notebook's exact
+//! settings). makemore's WaveNet: `lecture` (the lecture's loop) and `tuned`.
+
+/// A recurrent classifier's recipe on Speech Commands.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SpeechRecipe {
+    pub name: &'static str,
+    pub hidden_size: i64,
+    pub num_layers: i64,
+    pub batch_size: i64,
+    pub lr: f64,
+    pub epochs: usize,
+    /// Validation (and test) scored every this many steps.
+    pub valid_every: usize,
+    /// Cosine decay of the learning rate from `lr` to 0 over the run, per
+    /// step; constant when false.
+    pub cosine: bool,
+    /// `clip_grad_norm_` of all gradients before every step.
+    pub clip_grad_norm: Option<f64>,
+    /// The LSTM's initial forget-gate bias (PyTorch's uniform draw when none).
+    pub forget_bias: Option<f64>,
+    /// SpecAugment masks on the gated cells' training batches.
+    pub augment: bool,
+    /// MFCCs standardised with the train split's statistics (the coursework
+    /// keeps the raw int16 scale).
+    pub standardize: bool,
+}
+
+/// The default recipe: hidden 128, 2 layers, batch 32, Adam at 0.002 on a
+/// cosine, gradient norm clipped to 1, LSTM forget gates at 1, SpecAugment,
+/// standardised features, 5 epochs, validation every 25 steps.
+pub const SPEECH_DEFAULT: SpeechRecipe = SpeechRecipe {
+    name: "default",
+    hidden_size: 128,
+    num_layers: 2,
+    batch_size: 32,
+    lr: 0.002,
+    epochs: 5,
+    valid_every: 25,
+    cosine: true,
+    clip_grad_norm: Some(1.0),
+    forget_bias: Some(1.0),
+    augment: true,
+    standardize: true,
+};
+
+/// The coursework notebook's settings: raw int16 scale, hidden 32, 2 layers,
+/// lr 0.01 constant, batch 100, 5 epochs, validation every 20 steps.
+pub const SPEECH_COURSEWORK: SpeechRecipe = SpeechRecipe {
+    name: "coursework",
+    hidden_size: 32,
+    num_layers: 2,
+    batch_size: 100,
+    lr: 0.01,
+    epochs: 5,
+    valid_every: 20,
+    cosine: false,
+    clip_grad_norm: None,
+    forget_bias: None,
+    augment: false,
+    standardize: false,
+};
+
+/// makemore part 5's optimisation recipe for the WaveNet.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MakemoreRecipe {
+    pub name: &'static str,
+    pub steps: usize,
+    pub batch_size: i64,
+    /// Peak (tuned) or first (lecture) learning rate.
+    pub lr: f64,
+}
+
+/// The lecture: SGD, lr 0.1 then 0.01 for the last quarter, batch 32, 200,000 steps.
+pub const MAKEMORE_LECTURE: MakemoreRecipe =
+    MakemoreRecipe { name: "lecture", steps: 200_000, batch_size: 32, lr: 0.1 };
+
+/// Beyond the lecture: AdamW with a warm-up and cosine decay from 3e-3,
+/// batch 64, 100,000 steps.
+pub const MAKEMORE_TUNED: MakemoreRecipe =
+    MakemoreRecipe { name: "tuned", steps: 100_000, batch_size: 64, lr: 3e-3 };
