@@ -25,7 +25,7 @@ use anyhow::{bail, Context};
 use data::loader::splitmix64;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
@@ -282,7 +282,8 @@ pub fn fit<T: Task>(
     bar.set_style(ProgressStyle::with_template(
         "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}, {per_sec}] {msg}",
     )?);
-    let started = Instant::now() - Duration::from_secs_f64(st.train_seconds);
+    // training time only: validation and checkpoints are not counted
+    let (mut trained, mut clock) = (st.train_seconds, Instant::now());
     let mut pending: Vec<Pending> = Vec::new();
     let mut first = true;
     let kill_at = kill_at_step();
@@ -302,7 +303,7 @@ pub fn fit<T: Task>(
             let _total_norm = models::clip_grad_norm_(&params, max_norm);
         }
         opt.step();
-        st.train_seconds = started.elapsed().as_secs_f64();
+        st.train_seconds = trained + clock.elapsed().as_secs_f64();
         let seconds = st.train_seconds;
         pending.push(Pending { step: st.step, epoch, loss: loss.detach(), lr, seconds });
         bar.inc(1);
@@ -318,6 +319,8 @@ pub fn fit<T: Task>(
         }
         // the losses first: a diverged model is never scored or saved
         let losses = read_losses(&pending)?;
+        st.train_seconds = trained + clock.elapsed().as_secs_f64();
+        trained = st.train_seconds;
         let eval = if validate { Some(task.evaluate()?) } else { None };
         let n = pending.len();
         for (k, (p, loss)) in pending.drain(..).zip(losses).enumerate() {
@@ -352,6 +355,7 @@ pub fn fit<T: Task>(
             run.save_resume(LAST, task.var_store(), &opt.state(), &st)?;
             reseed(settings.seed, st.step);
         }
+        clock = Instant::now();
     }
     bar.finish_and_clear();
     if st.stopped_early {

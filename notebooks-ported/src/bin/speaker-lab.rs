@@ -59,7 +59,8 @@ use std::path::Path;
 use std::time::Instant;
 use tch::nn::{self, ModuleT, OptimizerConfig};
 use tch::{Cuda, Device, Kind, Tensor};
-use train::schedule::{LrSchedule, Scheduler, StepLR};
+use train::schedule::{LrSchedule, StepLR};
+use train::{Eval, Goal, Optim, RunDir, Schedule, Task};
 
 /// The lab's settings, full and quick.
 struct Settings {
@@ -73,6 +74,73 @@ struct Settings {
     gamma: f64,
     /// Training iterations timed per device in the last section.
     timed: usize,
+}
+
+/// The model's part of the training run, for the `train` engine.
+struct LabTask<'a> {
+    vs: &'a mut nn::VarStore,
+    model: &'a SpeakerModel,
+    loader: &'a DataLoader,
+    order: Option<Tensor>,
+    heldout: &'a Set,
+}
+
+/// Nearest-proxy accuracy on the held-out utterances (a `metrics.csv` column).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Heldout {
+    heldout_accuracy: f64,
+}
+
+impl train::Scores for Heldout {
+    const COLUMNS: &'static [&'static str] = &["heldout_accuracy"];
+}
+
+impl Task for LabTask<'_> {
+    type Scores = Heldout;
+
+    fn var_store(&self) -> &nn::VarStore {
+        self.vs
+    }
+
+    fn var_store_mut(&mut self) -> &mut nn::VarStore {
+        self.vs
+    }
+
+    fn steps_per_epoch(&self) -> u64 {
+        self.loader.len() as u64
+    }
+
+    fn begin_epoch(&mut self, epoch: u64) {
+        self.order = self.loader.epoch_order(epoch);
+    }
+
+    fn train_loss(&mut self, _step: u64, batch: u64) -> Tensor {
+        let (x, y) = self.loader.batch(self.order.as_ref(), batch as usize); // [B, T, C], [B]
+        self.model.loss(&x, &y)
+    }
+
+    fn evaluate(&mut self) -> anyhow::Result<Eval<Heldout>> {
+        let logits =
+            tch::no_grad(|| proxy_logits(&embed(self.model, &self.heldout.x), &self.model.proxies));
+        let loss = tch::no_grad(|| {
+            logits.log_softmax(-1, Kind::Float).nll_loss(&self.heldout.y).double_value(&[])
+        });
+        let heldout_accuracy = accuracy(&logits, &self.heldout.y);
+        Ok(Eval { loss, scores: Heldout { heldout_accuracy } })
+    }
+
+    fn monitor(&self, eval: &Eval<Heldout>) -> (f64, Goal) {
+        (eval.scores.heldout_accuracy, Goal::Maximize)
+    }
+}
+
+/// The columns of `metrics.csv` the notebook reads back.
+#[derive(Debug, serde::Deserialize)]
+struct LabRow {
+    epoch: u64,
+    loss: f64,
+    lr: f64,
+    heldout_accuracy: Option<f64>,
 }
 
 /// One set of utterances: standardised MFCC windows and speaker labels.
@@ -124,7 +192,7 @@ fn main() -> anyhow::Result<()> {
     let (unseen_f, unseen_y) = utterance_features(&cache, &split.unseen)?;
     let standardizer = Standardizer::fit(&train_f);
     let device = nb.device();
-    let mut loader = DataLoader::from_features(&train_f, &train_y, s.batch, device)?
+    let loader = DataLoader::from_features(&train_f, &train_y, s.batch, device)?
         .shuffle(0)
         .standardize(&standardizer);
     let train = {
@@ -180,7 +248,7 @@ fn main() -> anyhow::Result<()> {
         frames.device()
     );
     tch::manual_seed(0);
-    let vs = nn::VarStore::new(device);
+    let mut vs = nn::VarStore::new(device);
     let config = SpeakerConfig {
         input_size: MfccConfig::default().n_mfcc as i64,
         hidden_size: s.hidden,
@@ -484,10 +552,7 @@ fn main() -> anyhow::Result<()> {
     // the training loop below prints the rate in effect at every epoch.
     // ------------------------------------------------------------------------
     nb.section("StepLR");
-    let mut opt = nn::Adam::default().build(&vs, s.lr)?;
     let schedule = StepLR::new(s.lr, s.step_size, s.gamma);
-    let mut sched = Scheduler::new(schedule);
-    sched.apply(&mut opt);
     say!(nb, "StepLR(base_lr={}, step_size={}, gamma={})", s.lr, s.step_size, s.gamma);
     for start in (0..s.epochs).step_by(s.step_size) {
         let end = (start + s.step_size).min(s.epochs) - 1;
@@ -521,30 +586,40 @@ fn main() -> anyhow::Result<()> {
         100.0 / k_seen as f64,
         100.0 / k_unseen as f64
     );
-    let (mut steps, mut seconds) = (0usize, 0.0);
-    for epoch in 0..s.epochs {
-        let lr = sched.lr();
-        let tick = Instant::now();
-        let mut losses = Vec::new();
-        for (x, y) in loader.iter() {
-            let loss = model.loss(&x, &y); // x [B, T, C], y [B]
-            opt.backward_step(&loss);
-            losses.push(loss.detach());
-        }
-        let mean_loss = Tensor::stack(&losses, 0).mean(Kind::Float).double_value(&[]);
-        seconds += tick.elapsed().as_secs_f64();
-        steps += losses.len();
-        let acc = tch::no_grad(|| {
-            accuracy(&proxy_logits(&embed(&model, &heldout.x), &model.proxies), &heldout.y)
-        });
+    // The loop is the `train` engine's, the one `rnnlab train` runs: Adam,
+    // StepLR counted in epochs of batches, a held-out evaluation after every
+    // epoch; metrics.csv and the checkpoints go to this notebook's `run/`.
+    let per_epoch = loader.len();
+    let settings = train::Settings {
+        seed: 0,
+        steps: (s.epochs * per_epoch) as u64,
+        valid_every: per_epoch as u64,
+        optimizer: Optim::adam(),
+        schedule: Schedule::step(s.lr, s.step_size * per_epoch, s.gamma),
+        clip_grad_norm: None,
+        patience: None,
+        log_every: per_epoch as u64,
+    };
+    let run_dir = nb.path("run");
+    let _ = std::fs::remove_dir_all(&run_dir);
+    let run_dir = RunDir::create(Some(&run_dir), "speaker")?;
+    let mut task =
+        LabTask { vs: &mut vs, model: &model, loader: &loader, order: None, heldout: &heldout };
+    let state = train::fit(&mut task, &run_dir, &settings, false)?;
+    let rows: Vec<LabRow> = train::metrics::read_rows(&run_dir.file("metrics.csv"))?;
+    for epoch in 0..s.epochs as u64 {
+        let of_epoch: Vec<&LabRow> = rows.iter().filter(|r| r.epoch == epoch).collect();
+        let mean_loss = of_epoch.iter().map(|r| r.loss).sum::<f64>() / of_epoch.len() as f64;
+        let lr = of_epoch[0].lr;
+        let acc = of_epoch.last().and_then(|r| r.heldout_accuracy).unwrap_or(f64::NAN);
         say!(
             nb,
             "epoch {epoch:>2}  lr {lr:.6e}  mean loss {mean_loss:.4}  held-out accuracy (nearest \
              proxy) {:.1}%",
             100.0 * acc
         );
-        sched.step(&mut opt);
     }
+    let (steps, seconds) = (state.step as usize, state.train_seconds);
     let train_loss = tch::no_grad(|| {
         proxy_loss(&embed(&model, &train.x), &model.proxies, &train.y).double_value(&[])
     });
