@@ -29,17 +29,27 @@ train: build
 	$(RNNLAB) --device $(DEVICE) train --model $(TRAIN_MODEL) $(TRAIN_BIDIR) --engine $(ENGINE) \
 		$(if $(DATA_DIR),--data-dir $(DATA_DIR),) $(ARGS)
 
-## Speed of a training step, Rust against the notebook's Python and nn.LSTM/nn.GRU,
-## measured in one run (JSON in results/bench/).
-BENCH_STEPS ?= 50
+## Speed of a training step over a grid of batch and hidden sizes: the custom
+## kernels and libtorch's fused engine against nn.LSTM/nn.GRU (and the notebook's
+## Python cells at the coursework size). Rust and PyTorch take turns, one size at
+## a time, so that other load hits both alike; one table of ratios at the end
+## (JSON lines and the table in results/bench/).
+BENCH_STEPS ?= 20
 BENCH_THREADS ?= 1
+BENCH_BATCH ?= 32,100,256
+BENCH_HIDDEN ?= 32,128,256,512
+comma := ,
 bench-rnn: build
 	mkdir -p results/bench
-	$(RNNLAB) --device $(DEVICE) bench rnn --steps $(BENCH_STEPS) --threads $(BENCH_THREADS) \
-		> results/bench/rust.json
-	$(PYTHON) scripts/bench_pytorch.py --steps $(BENCH_STEPS) --threads $(BENCH_THREADS) \
-		> results/bench/pytorch.json
-	python3 scripts/compare_bench.py results/bench/rust.json results/bench/pytorch.json
+	rm -f results/bench/rust.jsonl results/bench/pytorch.jsonl
+	for b in $(subst $(comma), ,$(BENCH_BATCH)); do for h in $(subst $(comma), ,$(BENCH_HIDDEN)); do \
+		$(RNNLAB) --device $(DEVICE) bench rnn --steps $(BENCH_STEPS) --threads $(BENCH_THREADS) \
+			--batch-size $$b --hidden $$h >> results/bench/rust.jsonl || exit 1; \
+		$(PYTHON) scripts/bench_pytorch.py --steps $(BENCH_STEPS) --threads $(BENCH_THREADS) \
+			--batch-size $$b --hidden $$h >> results/bench/pytorch.jsonl || exit 1; \
+	done; done
+	python3 scripts/compare_bench.py results/bench/rust.jsonl results/bench/pytorch.jsonl \
+		| tee results/bench/table.md
 
 info: build
 	$(RNNLAB) --device $(DEVICE) info

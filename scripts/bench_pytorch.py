@@ -1,26 +1,29 @@
 """PyTorch reference timings for `make bench-rnn`.
 
-Times one training step (forward, backward, Adam) of the coursework's
-configuration -- batch 100, 32 steps of 20 MFCCs, hidden 32, 2 layers,
-3 classes -- for
+Times one training step (forward, backward, Adam; the median step) of the
+coursework's model -- 32 steps of 20 MFCCs, 2 layers, 3 classes -- over a grid
+of batch and hidden sizes, for
+  * PyTorch's fused `nn.LSTM` / `nn.GRU` with a linear head, at every size, and
   * the notebook's own Python: hand-written cells whose gates are separate
     methods (`input_gate`, `forget_gate`, ... / `reset_gate`, `update_gate`,
-    `update_component`), stacked by `RNNModel`'s time-major loop, and
-  * PyTorch's fused `nn.LSTM` / `nn.GRU` with a linear head,
-and prints JSON in the shape `rnnlab bench rnn` prints.
+    `update_component`), stacked by `RNNModel`'s time-major loop, at the
+    coursework's size (batch 100, hidden 32) unless `--notebook-everywhere`,
+and prints one line of JSON in the shape `rnnlab bench rnn` prints.
 
-    .venv/bin/python scripts/bench_pytorch.py --steps 50
+    .venv/bin/python scripts/bench_pytorch.py --batch-size 32,100,256 --hidden 32,128,256,512
 """
 import argparse
 import json
 import math
 import statistics
+import sys
 import time
 
 import torch
 from torch import nn
 
-B, T, I, H, L, C = 100, 32, 20, 32, 2, 3
+T, I, L, C = 32, 20, 2, 3
+COURSEWORK = (100, 32)  # batch, hidden
 
 
 class LSTMCell(nn.Module):
@@ -127,18 +130,18 @@ class RNNModel(nn.Module):
 class Fused(nn.Module):
     """`nn.LSTM` / `nn.GRU` (batch_first) and a linear head on the last step."""
 
-    def __init__(self, mode):
+    def __init__(self, mode, hidden):
         super().__init__()
-        self.rnn = {"LSTM": nn.LSTM, "GRU": nn.GRU}[mode](I, H, L, batch_first=True)
-        self.fc = nn.Linear(H, C)
+        self.rnn = {"LSTM": nn.LSTM, "GRU": nn.GRU}[mode](I, hidden, L, batch_first=True)
+        self.fc = nn.Linear(hidden, C)
 
     def forward(self, x):
         return self.fc(self.rnn(x)[0][:, -1])
 
 
-def seconds_per_step(model, steps, warmup):
+def seconds_per_step(model, batch, a):
     torch.manual_seed(0)
-    x, y = torch.randn(B, T, I), torch.randint(0, C, (B,))
+    x, y = torch.randn(batch, T, I), torch.randint(0, C, (batch,))
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
 
     def step():
@@ -146,32 +149,51 @@ def seconds_per_step(model, steps, warmup):
         nn.functional.cross_entropy(model(x), y).backward()
         opt.step()
 
-    for _ in range(warmup):
+    for _ in range(a.warmup):
         step()
-    # the median step, as `rnnlab bench rnn` reports: other machines' bursts
-    # on shared cores lengthen a few steps, not the middle one
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
+    # the median step, as `rnnlab bench rnn` reports: other processes' bursts
+    # on shared cores lengthen a few steps, not the middle one; at most
+    # --steps steps, and no more after --max-seconds once 3 are done
+    times, start = [], time.perf_counter()
+    while len(times) < max(a.steps, 1) and (len(times) < 3 or time.perf_counter() - start < a.max_seconds):
+        t0 = time.perf_counter()
         step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), len(times)
+
+
+def sizes(text):
+    return [int(v) for v in text.split(",")]
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=50)
-    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=20, help="most timed steps per configuration")
+    ap.add_argument("--max-seconds", type=float, default=3.0)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--batch-size", type=sizes, default=[32, 100, 256])
+    ap.add_argument("--hidden", type=sizes, default=[32, 128, 256, 512])
+    ap.add_argument("--notebook-everywhere", action="store_true",
+                    help="time the notebook's cells at every size, not only batch 100, hidden 32")
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     rows = []
-    for mode in ["LSTM", "GRU"]:
-        for name, model in [("notebook", RNNModel(mode, I, H, L, True, C)), ("nn", Fused(mode))]:
-            s = seconds_per_step(model, a.steps, a.warmup)
-            print(f"pytorch {name:<8} {mode}: {s * 1e3:.2f} ms/step", flush=True, file=__import__("sys").stderr)
-            rows.append({"mode": mode, "implementation": name, "seconds_per_step": s})
-    print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "results": rows}, indent=2))
+    for batch in a.batch_size:
+        for hidden in a.hidden:
+            for mode in ["LSTM", "GRU"]:
+                impls = [("nn", lambda: Fused(mode, hidden))]
+                if a.notebook_everywhere or (batch, hidden) == COURSEWORK:
+                    impls.append(("notebook", lambda: RNNModel(mode, I, hidden, L, True, C)))
+                for name, make in impls:
+                    torch.manual_seed(0)
+                    s, n = seconds_per_step(make(), batch, a)
+                    print(f"pytorch B {batch:<4} H {hidden:<4} {name:<8} {mode}: {s * 1e3:.2f} ms/step ({n} steps)",
+                          flush=True, file=sys.stderr)
+                    rows.append({"batch_size": batch, "hidden": hidden, "mode": mode,
+                                 "implementation": name, "seconds_per_step": s, "steps": n})
+    # one line, so that `make bench-rnn` can append one call per size
+    print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "results": rows}))
 
 
 if __name__ == "__main__":

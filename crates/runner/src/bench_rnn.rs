@@ -1,11 +1,12 @@
-//! `rnnlab bench rnn`: seconds per training step (forward, backward, Adam; the median step) of
-//! the coursework configuration, for every mode, engine and direction.
+//! `rnnlab bench rnn`: seconds per training step (forward, backward, Adam; the
+//! median step) over a grid of batch and hidden sizes, for each mode, engine
+//! and direction asked for.
 //!
-//! The configuration is the notebook's: batch 100, 32 steps of 20 MFCCs,
-//! hidden 32, 2 layers, 3 classes. Inputs are random (speed does not depend on
-//! the values). `scripts/bench_pytorch.py` times the notebook's Python cells
-//! and `nn.LSTM` / `nn.GRU` on the same configuration; `make bench-rnn` runs
-//! both and prints the ratios.
+//! Every configuration is the notebook's model at another size: 32 steps of
+//! 20 MFCCs, `--layers` stacked layers, 3 classes. Inputs are random (speed
+//! does not depend on the values). `scripts/bench_pytorch.py` times
+//! `nn.LSTM` / `nn.GRU` on the same grid and the notebook's Python cells at
+//! the coursework size; `make bench-rnn` runs both and prints the ratios.
 
 use clap::Args;
 use models::{classifier, Adam, Engine, Mode, RnnConfig};
@@ -15,18 +16,27 @@ use tch::{Device, Kind, Tensor};
 
 #[derive(Args, Debug)]
 pub struct RnnBenchArgs {
-    /// Timed training steps per configuration.
-    #[arg(long, default_value_t = 50)]
+    /// Most timed training steps per configuration.
+    #[arg(long, default_value_t = 20)]
     pub steps: usize,
+    /// Stop timing a configuration after this many seconds (at least 3 steps).
+    #[arg(long, default_value_t = 3.0)]
+    pub max_seconds: f64,
     /// Untimed steps first.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 2)]
     pub warmup: usize,
-    /// Batch size.
-    #[arg(long, default_value_t = 100)]
-    pub batch_size: i64,
-    /// Hidden size.
-    #[arg(long, default_value_t = 32)]
-    pub hidden: i64,
+    /// Batch sizes of the grid.
+    #[arg(long, value_delimiter = ',', default_values_t = [32, 100, 256])]
+    pub batch_size: Vec<i64>,
+    /// Hidden sizes of the grid.
+    #[arg(long, value_delimiter = ',', default_values_t = [32, 128, 256, 512])]
+    pub hidden: Vec<i64>,
+    /// Recurrent modes, the notebook's names: LSTM, GRU, RNN_TANH, RNN_RELU.
+    #[arg(long, value_delimiter = ',', default_values_t = [Mode::Lstm, Mode::Gru])]
+    pub modes: Vec<Mode>,
+    /// Also time the bidirectional models.
+    #[arg(long)]
+    pub bidir: bool,
     /// Stacked layers.
     #[arg(long, default_value_t = 2)]
     pub layers: i64,
@@ -44,17 +54,17 @@ fn sync(device: Device) {
 
 fn seconds_per_step(
     args: &RnnBenchArgs,
-    config: RnnConfig,
+    (batch, config): (i64, RnnConfig),
     bidir: bool,
     engine: Engine,
     device: Device,
-) -> f64 {
+) -> (f64, usize) {
     tch::manual_seed(0);
     let vs = nn::VarStore::new(device);
     let model = classifier(&vs.root(), config, bidir, engine, None);
     let mut opt = Adam::new(&vs, 0.01);
-    let x = Tensor::randn([args.batch_size, 32, 20], (Kind::Float, device));
-    let y = Tensor::randint(3, [args.batch_size], (Kind::Int64, device));
+    let x = Tensor::randn([batch, 32, config.input_size], (Kind::Float, device));
+    let y = Tensor::randint(config.output_size, [batch], (Kind::Int64, device));
     let mut step = || {
         let loss = model.forward_t(&x, true).cross_entropy_for_logits(&y);
         opt.backward_step(&loss);
@@ -62,59 +72,69 @@ fn seconds_per_step(
     for _ in 0..args.warmup {
         step();
     }
-    // The median step: bursts from other machines on shared cores lengthen a
+    // The median step: bursts from other processes on shared cores lengthen a
     // few steps, not the middle one (`scripts/bench_pytorch.py` does the same).
-    let mut times: Vec<f64> = (0..args.steps.max(1))
-        .map(|_| {
-            sync(device);
-            let start = Instant::now();
-            step();
-            sync(device);
-            start.elapsed().as_secs_f64()
-        })
-        .collect();
+    let start = Instant::now();
+    let mut times = Vec::new();
+    while times.len() < args.steps.max(1)
+        && (times.len() < 3 || start.elapsed().as_secs_f64() < args.max_seconds)
+    {
+        sync(device);
+        let t0 = Instant::now();
+        step();
+        sync(device);
+        times.push(t0.elapsed().as_secs_f64());
+    }
     times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
+    (times[times.len() / 2], times.len())
 }
 
 pub fn run(args: &RnnBenchArgs, device: Device) -> anyhow::Result<()> {
+    anyhow::ensure!(args.threads >= 1, "--threads {}: give 1 or more", args.threads);
     tch::set_num_threads(args.threads);
     let mut rows = Vec::new();
-    for mode in [Mode::Lstm, Mode::Gru, Mode::RnnTanh, Mode::RnnRelu] {
-        for bidir in [false, true] {
-            for engine in [Engine::Custom, Engine::Fused] {
-                let config = RnnConfig {
-                    mode,
-                    input_size: 20,
-                    hidden_size: args.hidden,
-                    num_layers: args.layers,
-                    bias: true,
-                    output_size: 3,
-                };
-                let s = seconds_per_step(args, config, bidir, engine, device);
-                eprintln!(
-                    "{mode:<8} {:<6} {engine:?}: {:.2} ms/step",
-                    if bidir { "bidir" } else { "uni" },
-                    s * 1e3
-                );
-                rows.push(serde_json::json!({
-                    "mode": mode,
-                    "bidirectional": bidir,
-                    "engine": engine,
-                    "seconds_per_step": s,
-                }));
+    for &batch in &args.batch_size {
+        anyhow::ensure!(batch >= 1, "--batch-size {batch}: give sizes of 1 or more");
+        for &hidden in &args.hidden {
+            anyhow::ensure!(hidden >= 1, "--hidden {hidden}: give sizes of 1 or more");
+            for &mode in &args.modes {
+                for bidir in if args.bidir { vec![false, true] } else { vec![false] } {
+                    for engine in [Engine::Custom, Engine::Fused] {
+                        let config = RnnConfig {
+                            mode,
+                            input_size: 20,
+                            hidden_size: hidden,
+                            num_layers: args.layers,
+                            bias: true,
+                            output_size: 3,
+                        };
+                        let (s, n) = seconds_per_step(args, (batch, config), bidir, engine, device);
+                        eprintln!(
+                            "B {batch:<4} H {hidden:<4} {mode:<8} {:<5} {engine:?}: {:.2} ms/step ({n} steps)",
+                            if bidir { "bidir" } else { "uni" },
+                            s * 1e3
+                        );
+                        rows.push(serde_json::json!({
+                            "batch_size": batch,
+                            "hidden": hidden,
+                            "mode": mode,
+                            "bidirectional": bidir,
+                            "engine": engine,
+                            "seconds_per_step": s,
+                            "steps": n,
+                        }));
+                    }
+                }
             }
         }
     }
     let out = serde_json::json!({
         "device": format!("{device:?}"),
         "threads": tch::get_num_threads(),
-        "batch_size": args.batch_size,
-        "hidden": args.hidden,
         "layers": args.layers,
-        "steps": args.steps,
         "results": rows,
     });
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    // one line, so that `make bench-rnn` can append one call per size
+    println!("{}", serde_json::to_string(&out)?);
     Ok(())
 }
