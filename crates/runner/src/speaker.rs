@@ -279,10 +279,6 @@ impl Task for SpeakerTask<'_> {
         &self.vs
     }
 
-    fn var_store_mut(&mut self) -> &mut nn::VarStore {
-        &mut self.vs
-    }
-
     fn steps_per_epoch(&self) -> u64 {
         self.loader.len() as u64
     }

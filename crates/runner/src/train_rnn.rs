@@ -281,10 +281,6 @@ impl Task for RnnTask {
         &self.vs
     }
 
-    fn var_store_mut(&mut self) -> &mut nn::VarStore {
-        &mut self.vs
-    }
-
     fn steps_per_epoch(&self) -> u64 {
         self.splits.train.len() as u64
     }
@@ -441,9 +437,9 @@ pub fn eval(args: &EvalArgs, device: Device) -> anyhow::Result<()> {
     };
     let mut cfg = cfg.clone();
     let splits = load_splits(&mut cfg, device)?;
-    let mut vs = nn::VarStore::new(device);
+    let vs = nn::VarStore::new(device);
     let model = classifier(&vs.root(), cfg.rnn, cfg.bidirectional, cfg.engine, cfg.forget_bias);
-    run.load_checkpoint(&mut vs, &args.checkpoint)?;
+    run.load_checkpoint(&vs, &args.checkpoint)?;
     let loader = match args.split {
         SplitArg::Train => &splits.train,
         SplitArg::Validation => &splits.valid,

@@ -191,10 +191,6 @@ impl Task for WavenetTask {
         &self.vs
     }
 
-    fn var_store_mut(&mut self) -> &mut nn::VarStore {
-        &mut self.vs
-    }
-
     /// No epochs: batches are drawn with replacement, as the lecture does.
     fn steps_per_epoch(&self) -> u64 {
         self.steps
@@ -377,10 +373,10 @@ fn sample_names(dir: &Path, args: &SampleArgs, device: Device) -> anyhow::Result
             config.net.vocab_size
         );
     }
-    let mut vs = nn::VarStore::new(device);
+    let vs = nn::VarStore::new(device);
     let model =
         WaveNet::new(&vs.root(), config.net).context("rebuilding the model from config.json")?;
-    run.load_checkpoint(&mut vs, &args.checkpoint)?;
+    run.load_checkpoint(&vs, &args.checkpoint)?;
     tch::manual_seed(args.seed as i64);
     Ok(model.sample(&vocab, args.count, args.max_len))
 }

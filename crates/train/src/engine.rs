@@ -51,7 +51,6 @@ pub trait Task {
 
     /// The variables the optimiser trains and the checkpoints hold.
     fn var_store(&self) -> &VarStore;
-    fn var_store_mut(&mut self) -> &mut VarStore;
 
     /// Batches in one pass over the training data (wavenet: the whole run).
     fn steps_per_epoch(&self) -> u64;
@@ -247,7 +246,7 @@ pub fn fit<T: Task>(
     let mut opt = settings.optimizer.build(task.var_store(), lr0)?;
     let params = task.var_store().trainable_variables();
     let mut st: RunState<T::Scores> = if resume {
-        let r = run.load_resume(LAST, task.var_store_mut())?;
+        let r = run.load_resume(LAST, task.var_store())?;
         opt.load_state(&r.optimizer).map_err(|k| {
             anyhow::anyhow!("{}: no optimiser tensor {k}", run.file("last.safetensors").display())
         })?;
@@ -336,6 +335,10 @@ pub fn fit<T: Task>(
                 (Some(b), Goal::Minimize) => score < b.monitor,
             };
             bar.set_message(task.describe(&eval));
+            if bar.is_hidden() {
+                // no terminal (a log file, a pipe): one line per validation
+                eprintln!("step {}/{total}: {}", st.step, task.describe(&eval));
+            }
             if better {
                 st.best = Some(Best { step: st.step, monitor: score, eval: eval.clone() });
                 st.stale = 0;
@@ -359,7 +362,7 @@ pub fn fit<T: Task>(
     }
     bar.finish_and_clear();
     if st.stopped_early {
-        run.load_checkpoint(task.var_store_mut(), BEST)
+        run.load_checkpoint(task.var_store(), BEST)
             .context("restoring the best weights after early stopping")?;
     }
     Ok(st)

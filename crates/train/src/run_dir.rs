@@ -85,14 +85,33 @@ impl RunDir {
         self.save_tensors(name, &vars)
     }
 
-    /// Loads `<name>.safetensors` into `vs`; every variable must be present
-    /// (other tensors in the file, as a resume checkpoint's, are ignored).
-    pub fn load_checkpoint(&self, vs: &mut VarStore, name: &str) -> anyhow::Result<()> {
+    /// Loads `<name>.safetensors` into the variables of `vs` (copied in place,
+    /// so a shared `&VarStore` is enough); every variable must be present
+    /// with its shape (other tensors in the file, as a resume checkpoint's,
+    /// are ignored).
+    pub fn load_checkpoint(&self, vs: &VarStore, name: &str) -> anyhow::Result<()> {
         let path = self.file(&format!("{name}.safetensors"));
         if !path.is_file() {
             bail!("checkpoint {} does not exist", path.display());
         }
-        vs.load(&path).with_context(|| format!("loading checkpoint {}", path.display()))
+        let saved: std::collections::HashMap<String, Tensor> =
+            self.read_tensors(name)?.into_iter().collect();
+        for (var, mut tensor) in vs.variables() {
+            let src = saved
+                .get(&var)
+                .with_context(|| format!("checkpoint {} has no {var}", path.display()))?;
+            if src.size() != tensor.size() {
+                bail!(
+                    "checkpoint {}: {var} is {:?}, the model's is {:?}",
+                    path.display(),
+                    src.size(),
+                    tensor.size()
+                );
+            }
+            tch::no_grad(|| tensor.f_copy_(src))
+                .with_context(|| format!("loading {var} from {}", path.display()))?;
+        }
+        Ok(())
     }
 
     /// Saves named tensors as `<name>.safetensors`, atomically.
@@ -134,7 +153,7 @@ impl RunDir {
     pub fn load_resume<S: DeserializeOwned>(
         &self,
         name: &str,
-        vs: &mut VarStore,
+        vs: &VarStore,
     ) -> anyhow::Result<Resume<S>> {
         self.load_checkpoint(vs, name)?;
         let path = self.file(&format!("{name}.safetensors"));

@@ -51,14 +51,15 @@ use models::makemore::{
 };
 use notebooks::{parameter_count, say, Notebook};
 use std::path::Path;
-use std::time::Instant;
-use tch::nn::{self, ModuleT, OptimizerConfig};
+use tch::nn::{self, ModuleT};
 use tch::{Kind, Tensor};
+use train::recipes::MAKEMORE_LECTURE;
+use train::{Eval, Goal, NoScores, Optim, RunDir, Schedule, Task};
 
 /// The vocabulary: `.` and `a`-`z`.
 const VOCAB: i64 = 27;
 /// The lecture's `batch_size`.
-const BATCH: i64 = 32;
+const BATCH: i64 = MAKEMORE_LECTURE.batch_size;
 /// The lecture's `random.seed(42)` before shuffling the words.
 const SPLIT_SEED: u32 = 42;
 /// The lecture's `torch.manual_seed(42)` before building each model.
@@ -68,7 +69,7 @@ const HIDDEN: LinearConfig = LinearConfig { bias: false, gain: 1.0 };
 /// The output layer: the lecture's `layers[-1].weight *= 0.1`.
 const LAST: LinearConfig = LinearConfig { bias: true, gain: 0.1 };
 /// Steps of every model in the lecture.
-const LECTURE_STEPS: usize = 200_000;
+const LECTURE_STEPS: usize = MAKEMORE_LECTURE.steps;
 /// Steps of the four smaller models in full mode.
 const FULL_STEPS: usize = 50_000;
 /// Steps of the scaled-up model in full mode: the lecture's.
@@ -182,41 +183,99 @@ struct Stage {
 // The training loop is the lecture's: a minibatch of 32 examples drawn with
 // replacement, forward, cross-entropy, backward, and plain SGD `p -= lr * grad`
 // with a step decay of the learning rate, 0.1 then 0.01 for the last quarter
-// (`lr = 0.1 if i < 150000 else 0.01`). The loss of every step is kept.
+// (`lr = 0.1 if i < 150000 else 0.01`). It runs on the `train` engine that
+// `rnnlab train` uses (the recipe `train::recipes::MAKEMORE_LECTURE`): the
+// loss of every step goes to `metrics.csv` in the stage's folder, read back
+// here, and the validation loss is taken once, after the last step.
+struct LectureTask<'a, F> {
+    vs: &'a nn::VarStore,
+    forward: F,
+    train: &'a Examples,
+    val: &'a Examples,
+    steps: u64,
+    /// Validation examples scored (all of them, or the first `QUICK_EVAL`).
+    val_examples: i64,
+}
+
+impl<F: Fn(&Tensor, bool) -> Tensor> Task for LectureTask<'_, F> {
+    type Scores = NoScores;
+
+    fn var_store(&self) -> &nn::VarStore {
+        self.vs
+    }
+
+    fn steps_per_epoch(&self) -> u64 {
+        self.steps
+    }
+
+    fn train_loss(&mut self, _step: u64, _batch: u64) -> Tensor {
+        // minibatch construct
+        let (x, y) = (&self.train.x, &self.train.y);
+        let ix = Tensor::randint(x.size()[0], [BATCH], (Kind::Int64, x.device())); // [B]
+        let xb = x.index_select(0, &ix); // [B, T]
+        let yb = y.index_select(0, &ix); // [B]
+        let logits = (self.forward)(&xb, true); // [B, 27]
+        logits.cross_entropy_for_logits(&yb) // []
+    }
+
+    fn evaluate(&mut self) -> anyhow::Result<Eval<NoScores>> {
+        let n = self.val_examples;
+        let (x, y) = (self.val.x.narrow(0, 0, n), self.val.y.narrow(0, 0, n));
+        let loss = models::makemore::split_loss(|x| (self.forward)(x, false), &x, &y);
+        Ok(Eval { loss, scores: NoScores {} })
+    }
+
+    fn monitor(&self, eval: &Eval<NoScores>) -> (f64, Goal) {
+        (eval.loss, Goal::Minimize)
+    }
+}
+
+/// The columns of `metrics.csv` the notebook reads back.
+#[derive(serde::Deserialize)]
+struct LossRow {
+    loss: f64,
+}
+
+/// Trains one stage's model; returns the loss of every step, the validation
+/// loss after the last step and the milliseconds per step.
 fn train(
     nb: &mut Notebook,
+    name: &str,
     vs: &nn::VarStore,
     forward: impl Fn(&Tensor, bool) -> Tensor,
-    data: &Examples,
+    (train_set, val_set): &Sets,
     steps: usize,
-) -> anyhow::Result<(Vec<f64>, f64)> {
-    let mut opt = nn::Sgd::default().build(vs, 0.1)?;
-    let n = data.x.size()[0];
-    let mut lossi = Vec::with_capacity(steps);
-    let start = Instant::now();
-    for i in 0..steps {
-        // minibatch construct
-        let ix = Tensor::randint(n, [BATCH], (Kind::Int64, nb.device())); // [B]
-        let xb = data.x.index_select(0, &ix); // [B, T]
-        let yb = data.y.index_select(0, &ix); // [B]
-
-        // forward pass
-        let logits = forward(&xb, true); // [B, 27]
-        let loss = logits.cross_entropy_for_logits(&yb); // []
-
-        // update: simple SGD
-        opt.set_lr(if i < steps * 3 / 4 { 0.1 } else { 0.01 }); // step learning rate decay
-        opt.backward_step(&loss);
-
-        // track stats
-        lossi.push(loss.double_value(&[]));
-        if i % (steps / 5).max(1) == 0 {
-            say!(nb, "{i:7}/{steps:7}: {:.4}", lossi[i]);
-        }
+) -> anyhow::Result<(Vec<f64>, f64, f64)> {
+    let settings = train::Settings {
+        seed: SEED as u64,
+        steps: steps as u64,
+        valid_every: steps as u64,
+        optimizer: Optim::Sgd,
+        schedule: Schedule::step(MAKEMORE_LECTURE.lr, (steps * 3 / 4).max(1), 0.1),
+        clip_grad_norm: None,
+        patience: None,
+        log_every: 1000,
+    };
+    let dir = nb.path(&format!("runs/{}", name.replace(' ', "-")));
+    let _ = std::fs::remove_dir_all(&dir);
+    let run = RunDir::create(Some(&dir), name)?;
+    let n = val_set.x.size()[0];
+    let mut task = LectureTask {
+        vs,
+        forward,
+        train: train_set,
+        val: val_set,
+        steps: steps as u64,
+        val_examples: if nb.quick() { n.min(QUICK_EVAL) } else { n },
+    };
+    let state = train::fit(&mut task, &run, &settings, false)?;
+    let rows: Vec<LossRow> = train::metrics::read_rows(&run.file("metrics.csv"))?;
+    let lossi: Vec<f64> = rows.iter().map(|r| r.loss).collect();
+    for i in (0..steps).step_by((steps / 5).max(1)) {
+        say!(nb, "{i:7}/{steps:7}: {:.4}", lossi[i]);
     }
-    let ms_per_step = 1e3 * start.elapsed().as_secs_f64() / steps as f64;
-    anyhow::ensure!(lossi.iter().all(|l| l.is_finite()), "the loss diverged (non-finite)");
-    Ok((lossi, ms_per_step))
+    let val = state.last.as_ref().map_or(f64::NAN, |(_, e)| e.loss);
+    Ok((lossi, val, 1e3 * state.train_seconds / steps as f64))
 }
 
 // `split_loss`: the mean cross-entropy over a whole split, in evaluation mode
@@ -238,14 +297,14 @@ fn run_stage(
     name: &'static str,
     vs: &nn::VarStore,
     forward: impl Fn(&Tensor, bool) -> Tensor + Copy,
-    (train_set, val_set): &Sets,
+    sets: &Sets,
     steps: usize,
     lecture: (f64, f64),
 ) -> anyhow::Result<Stage> {
     let params = parameter_count(vs);
     say!(nb, "parameters counted in the VarStore: {params}");
-    let (lossi, ms_per_step) = train(nb, vs, forward, train_set, steps)?;
-    let (train, val) = (split_loss(nb, forward, train_set), split_loss(nb, forward, val_set));
+    let (lossi, val, ms_per_step) = train(nb, name, vs, forward, sets, steps)?;
+    let train = split_loss(nb, forward, &sets.0);
     say!(
         nb,
         "loss at step 1: {:.4} (a uniform guess over 27 characters: ln 27 = 3.2958)",

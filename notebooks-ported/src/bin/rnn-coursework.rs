@@ -1004,8 +1004,11 @@ struct CourseworkTask<'a> {
     augment: Option<SpecAugment>,
     step: u64,
     /// `(step, validation, test)` counts of every evaluation.
-    scores: Vec<(u64, (i64, i64), (i64, i64))>,
+    scores: Vec<(u64, Counts, Counts)>,
 }
+
+/// Correct and total clips of one split.
+type Counts = (i64, i64);
 
 /// Validation and test accuracy, the `metrics.csv` columns of a run.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -1023,10 +1026,6 @@ impl Task for CourseworkTask<'_> {
 
     fn var_store(&self) -> &nn::VarStore {
         &self.vs
-    }
-
-    fn var_store_mut(&mut self) -> &mut nn::VarStore {
-        &mut self.vs
     }
 
     fn steps_per_epoch(&self) -> u64 {

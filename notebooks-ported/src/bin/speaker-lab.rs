@@ -78,7 +78,7 @@ struct Settings {
 
 /// The model's part of the training run, for the `train` engine.
 struct LabTask<'a> {
-    vs: &'a mut nn::VarStore,
+    vs: &'a nn::VarStore,
     model: &'a SpeakerModel,
     loader: &'a DataLoader,
     order: Option<Tensor>,
@@ -99,10 +99,6 @@ impl Task for LabTask<'_> {
     type Scores = Heldout;
 
     fn var_store(&self) -> &nn::VarStore {
-        self.vs
-    }
-
-    fn var_store_mut(&mut self) -> &mut nn::VarStore {
         self.vs
     }
 
@@ -248,7 +244,7 @@ fn main() -> anyhow::Result<()> {
         frames.device()
     );
     tch::manual_seed(0);
-    let mut vs = nn::VarStore::new(device);
+    let vs = nn::VarStore::new(device);
     let config = SpeakerConfig {
         input_size: MfccConfig::default().n_mfcc as i64,
         hidden_size: s.hidden,
@@ -604,7 +600,7 @@ fn main() -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&run_dir);
     let run_dir = RunDir::create(Some(&run_dir), "speaker")?;
     let mut task =
-        LabTask { vs: &mut vs, model: &model, loader: &loader, order: None, heldout: &heldout };
+        LabTask { vs: &vs, model: &model, loader: &loader, order: None, heldout: &heldout };
     let state = train::fit(&mut task, &run_dir, &settings, false)?;
     let rows: Vec<LabRow> = train::metrics::read_rows(&run_dir.file("metrics.csv"))?;
     for epoch in 0..s.epochs as u64 {
