@@ -32,8 +32,8 @@ train: build
 ## Speed of a training step over a grid of batch and hidden sizes: the custom
 ## kernels and libtorch's fused engine against nn.LSTM/nn.GRU (and the notebook's
 ## Python cells at the coursework size). Rust and PyTorch take turns, one size at
-## a time, so that other load hits both alike; one table of ratios at the end
-## (JSON lines and the table in results/bench/).
+## a time, so that other load hits both alike; the ratios at the end, in wall-clock
+## and in process CPU time (JSON lines and the tables in results/bench/).
 BENCH_STEPS ?= 20
 BENCH_THREADS ?= 1
 BENCH_BATCH ?= 32,100,256
@@ -48,7 +48,8 @@ bench-rnn: build
 		$(PYTHON) scripts/bench_pytorch.py --steps $(BENCH_STEPS) --threads $(BENCH_THREADS) \
 			--batch-size $$b --hidden $$h >> results/bench/pytorch.jsonl || exit 1; \
 	done; done
-	python3 scripts/compare_bench.py results/bench/rust.jsonl results/bench/pytorch.jsonl \
+	{ python3 scripts/compare_bench.py results/bench/rust.jsonl results/bench/pytorch.jsonl; echo; \
+		python3 scripts/compare_bench.py --cpu results/bench/rust.jsonl results/bench/pytorch.jsonl; } \
 		| tee results/bench/table.md
 
 info: build

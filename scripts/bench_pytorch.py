@@ -151,15 +151,17 @@ def seconds_per_step(model, batch, a):
 
     for _ in range(a.warmup):
         step()
-    # the median step, as `rnnlab bench rnn` reports: other processes' bursts
+    # the median step in wall-clock and process CPU time, as `rnnlab bench rnn`
+    # reports them: other processes' bursts
     # on shared cores lengthen a few steps, not the middle one; at most
     # --steps steps, and no more after --max-seconds once 3 are done
-    times, start = [], time.perf_counter()
+    times, cpu, start = [], [], time.perf_counter()
     while len(times) < max(a.steps, 1) and (len(times) < 3 or time.perf_counter() - start < a.max_seconds):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         step()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times), len(times)
+        cpu.append(time.process_time() - c0)
+    return statistics.median(times), statistics.median(cpu), len(times)
 
 
 def sizes(text):
@@ -187,11 +189,11 @@ def main():
                     impls.append(("notebook", lambda: RNNModel(mode, I, hidden, L, True, C)))
                 for name, make in impls:
                     torch.manual_seed(0)
-                    s, n = seconds_per_step(make(), batch, a)
-                    print(f"pytorch B {batch:<4} H {hidden:<4} {name:<8} {mode}: {s * 1e3:.2f} ms/step ({n} steps)",
-                          flush=True, file=sys.stderr)
-                    rows.append({"batch_size": batch, "hidden": hidden, "mode": mode,
-                                 "implementation": name, "seconds_per_step": s, "steps": n})
+                    s, cpu, n = seconds_per_step(make(), batch, a)
+                    print(f"pytorch B {batch:<4} H {hidden:<4} {name:<8} {mode}: {s * 1e3:.2f} ms/step, "
+                          f"{cpu * 1e3:.2f} ms CPU ({n} steps)", flush=True, file=sys.stderr)
+                    rows.append({"batch_size": batch, "hidden": hidden, "mode": mode, "implementation": name,
+                                 "seconds_per_step": s, "cpu_seconds_per_step": cpu, "steps": n})
     # one line, so that `make bench-rnn` can append one call per size
     print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "results": rows}))
 

@@ -1,14 +1,22 @@
 """Prints `rnnlab bench rnn` against `scripts/bench_pytorch.py`, measured in one run
 (each file holds one JSON object per line, one line per call, as `make bench-rnn`
-writes them):
-one row per (batch, hidden, mode), milliseconds per training step, and the
-ratios `nn/custom` (above 1: the hand-written kernels are faster than PyTorch's
-`nn.LSTM` / `nn.GRU`) and `notebook/custom` where the notebook was timed.
+writes them): one row per (batch, hidden, mode), milliseconds per training step,
+and the ratios `nn/custom` (above 1: the hand-written kernels are faster than
+PyTorch's `nn.LSTM` / `nn.GRU`) and `notebook/custom` where the notebook was timed.
 
-    python3 scripts/compare_bench.py results/bench/rust.jsonl results/bench/pytorch.jsonl
+Each figure is the median step in wall-clock time; with `--cpu`, in CPU time of
+the process, which other processes on shared cores do not stretch (with one
+thread it is the work itself).
+
+    python3 scripts/compare_bench.py [--cpu] results/bench/rust.jsonl results/bench/pytorch.jsonl
 """
 import json
 import sys
+
+args = sys.argv[1:]
+cpu = "--cpu" in args
+args = [a for a in args if a != "--cpu"]
+key = "cpu_seconds_per_step" if cpu else "seconds_per_step"
 
 
 def load(path):
@@ -18,22 +26,23 @@ def load(path):
     return runs[0], [r for run in runs for r in run["results"]]
 
 
-rust, rust_rows = load(sys.argv[1])
-py, py_rows = load(sys.argv[2])
-ref = {(r["batch_size"], r["hidden"], r["mode"], r["implementation"]): r["seconds_per_step"] for r in py_rows}
-ours = {(r["batch_size"], r["hidden"], r["mode"], r["bidirectional"], r["engine"]): r["seconds_per_step"]
-        for r in rust_rows}
+rust, rust_rows = load(args[0])
+py, py_rows = load(args[1])
+ref = {(r["batch_size"], r["hidden"], r["mode"], r["implementation"]): r[key] for r in py_rows}
+ours = {(r["batch_size"], r["hidden"], r["mode"], r["bidirectional"], r["engine"]): r[key] for r in rust_rows}
 
+clock = "process CPU time" if cpu else "wall-clock time"
 print(f"device {rust['device']}, rnnlab threads {rust['threads']}, torch {py['torch']} threads {py['threads']}")
-print("ms per training step (median); nn/custom > 1 means the custom kernels are faster")
+print(f"ms per training step (median, {clock}); nn/custom > 1 means the custom kernels are faster")
+print()
 head = ["batch", "hidden", "mode", "dir", "custom", "fused", "nn", "nn/custom", "notebook", "notebook/custom"]
 print("| " + " | ".join(head) + " |")
 print("|" + "---|" * len(head))
 slower = []
-for (b, h, mode, bidir, engine), s in sorted(ours.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2], kv[0][3])):
-    if engine != "Custom":
+for (b, h, mode, bidir, engine), s in sorted(ours.items()):
+    if engine != "custom":
         continue
-    fused = ours.get((b, h, mode, bidir, "Fused"))
+    fused = ours.get((b, h, mode, bidir, "fused"))
     nn = None if bidir else ref.get((b, h, mode, "nn"))
     nb = None if bidir else ref.get((b, h, mode, "notebook"))
     cell = lambda v: f"{v * 1e3:.2f}" if v else "-"
@@ -41,5 +50,6 @@ for (b, h, mode, bidir, engine), s in sorted(ours.items(), key=lambda kv: (kv[0]
     print(f"| {b} | {h} | {mode} | {'bi' if bidir else 'uni'} | {cell(s)} | {cell(fused)} | {cell(nn)} "
           f"| {ratio(nn)} | {cell(nb)} | {ratio(nb)} |")
     if nn and nn < s:
-        slower.append(f"B {b} H {h} {mode}")
+        slower.append(f"B {b} H {h} {mode} ({nn / s:.2f}x)")
+print()
 print("custom slower than nn at: " + (", ".join(slower) if slower else "none"))

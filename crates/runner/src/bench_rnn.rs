@@ -2,6 +2,11 @@
 //! median step) over a grid of batch and hidden sizes, for each mode, engine
 //! and direction asked for.
 //!
+//! Each configuration reports the median step in wall-clock time and in CPU
+//! time of the process. With one thread, CPU time is the work itself: other
+//! processes on shared cores stretch wall-clock time, not CPU time, so it is
+//! the steadier figure to compare when the machine is not idle.
+//!
 //! Every configuration is the notebook's model at another size: 32 steps of
 //! 20 MFCCs, `--layers` stacked layers, 3 classes. Inputs are random (speed
 //! does not depend on the values). `scripts/bench_pytorch.py` times
@@ -52,13 +57,29 @@ fn sync(device: Device) {
     }
 }
 
+/// CPU time of the whole process (every thread), in seconds.
+fn process_cpu_seconds() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: a valid clock id and a pointer to a live timespec.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID) failed");
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+/// The median of `v` (sorted in place).
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Median wall-clock and CPU seconds per step, and the number of steps timed.
 fn seconds_per_step(
     args: &RnnBenchArgs,
     (batch, config): (i64, RnnConfig),
     bidir: bool,
     engine: Engine,
     device: Device,
-) -> (f64, usize) {
+) -> (f64, f64, usize) {
     tch::manual_seed(0);
     let vs = nn::VarStore::new(device);
     let model = classifier(&vs.root(), config, bidir, engine, None);
@@ -75,18 +96,19 @@ fn seconds_per_step(
     // The median step: bursts from other processes on shared cores lengthen a
     // few steps, not the middle one (`scripts/bench_pytorch.py` does the same).
     let start = Instant::now();
-    let mut times = Vec::new();
-    while times.len() < args.steps.max(1)
-        && (times.len() < 3 || start.elapsed().as_secs_f64() < args.max_seconds)
+    let (mut wall, mut cpu) = (Vec::new(), Vec::new());
+    while wall.len() < args.steps.max(1)
+        && (wall.len() < 3 || start.elapsed().as_secs_f64() < args.max_seconds)
     {
         sync(device);
-        let t0 = Instant::now();
+        let (t0, c0) = (Instant::now(), process_cpu_seconds());
         step();
         sync(device);
-        times.push(t0.elapsed().as_secs_f64());
+        wall.push(t0.elapsed().as_secs_f64());
+        cpu.push(process_cpu_seconds() - c0);
     }
-    times.sort_by(f64::total_cmp);
-    (times[times.len() / 2], times.len())
+    let n = wall.len();
+    (median(&mut wall), median(&mut cpu), n)
 }
 
 pub fn run(args: &RnnBenchArgs, device: Device) -> anyhow::Result<()> {
@@ -108,11 +130,14 @@ pub fn run(args: &RnnBenchArgs, device: Device) -> anyhow::Result<()> {
                             bias: true,
                             output_size: 3,
                         };
-                        let (s, n) = seconds_per_step(args, (batch, config), bidir, engine, device);
+                        let (s, cpu, n) =
+                            seconds_per_step(args, (batch, config), bidir, engine, device);
                         eprintln!(
-                            "B {batch:<4} H {hidden:<4} {mode:<8} {:<5} {engine:?}: {:.2} ms/step ({n} steps)",
+                            "B {batch:<4} H {hidden:<4} {mode:<8} {:<5} {engine:?}: {:.2} ms/step, \
+                             {:.2} ms CPU ({n} steps)",
                             if bidir { "bidir" } else { "uni" },
-                            s * 1e3
+                            s * 1e3,
+                            cpu * 1e3
                         );
                         rows.push(serde_json::json!({
                             "batch_size": batch,
@@ -121,6 +146,7 @@ pub fn run(args: &RnnBenchArgs, device: Device) -> anyhow::Result<()> {
                             "bidirectional": bidir,
                             "engine": engine,
                             "seconds_per_step": s,
+                            "cpu_seconds_per_step": cpu,
                             "steps": n,
                         }));
                     }

@@ -63,7 +63,7 @@ impl SequenceKernel for GruSequence {
                     .for_each(|r| r.copy_from_slice(bias.slice())),
                 None => gh.slice_mut().fill(T::ZERO),
             }
-            rows.recur(h0, &out, w_hh, &gh.tensor);
+            rows.recur(h0, &out, w_hh, true, &mut gh);
             let (gs, ghs, gh_ns, hs) =
                 (gates.slice_mut(), gh.slice(), gh_n.slice_mut(), out.slice_mut());
             forward_step(rows, gs, ghs, h0.slice(), gh_ns, hs);

@@ -2,9 +2,9 @@
 //! same equations as [`crate::LSTMCell`]'s step and PyTorch's `nn.LSTM`.
 //!
 //! Forward, for one layer: one product projects every step's input
-//! (`x W_ih^T + b_ih + b_hh`, `[B*T, 4H]`); then per step one product adds
-//! `h W_hh^T` and a loop applies the gates in place, keeping the activated
-//! gates, `c` and `tanh(c)` for the backward.
+//! (`x W_ih^T + b_ih + b_hh`, `[B*T, 4H]`); then per step one product gives
+//! `h W_hh^T` and a loop adds it and applies the gates in place, keeping the
+//! activated gates, `c` and `tanh(c)` for the backward.
 //!
 //! Backward, from the last step to the first, with `dh` and `dc` flowing back:
 //!
@@ -49,13 +49,14 @@ impl SequenceKernel for LstmSequence {
         };
         let mut gates = Buf::<T>::of(&x.tensor.linear(&bufs[3].tensor, bias))?;
         let [mut out, mut cell, mut tanh_c] = [(); 3].map(|_| Buf::<T>::empty(&d.shape(h)));
+        let mut gh = Buf::<T>::empty(&[b as i64, 4 * h as i64]);
         for s in 0..t {
             let rows = Rows { b, t, h, s };
-            // gates[:, s] += h_prev W_hh^T
-            rows.recur(h0, &out, w_hh, &gates.tensor.select(1, s as i64));
+            // gh = h_prev W_hh^T, added to gates[:, s] in the gates' loop
+            rows.recur(h0, &out, w_hh, false, &mut gh);
             let (gs, cs, tcs, hs) =
                 (gates.slice_mut(), cell.slice_mut(), tanh_c.slice_mut(), out.slice_mut());
-            forward_step(rows, gs, c0.slice(), cs, tcs, hs);
+            forward_step(rows, gs, gh.slice(), c0.slice(), cs, tcs, hs);
         }
         let last = |buf: &Buf<T>| buf.tensor.select(1, t as i64 - 1).contiguous();
         let outputs = vec![out.tensor.shallow_clone(), last(&out), last(&cell)];
@@ -104,7 +105,7 @@ impl SequenceKernel for LstmSequence {
 }
 
 simd_dispatch!(forward_step => forward_rows(
-    r: Rows, gs: &mut [T], c0s: &[T], cs: &mut [T], tcs: &mut [T], hs: &mut [T]
+    r: Rows, gs: &mut [T], ghs: &[T], c0s: &[T], cs: &mut [T], tcs: &mut [T], hs: &mut [T]
 ));
 
 simd_dispatch!(backward_step => backward_rows(
@@ -117,6 +118,7 @@ simd_dispatch!(backward_step => backward_rows(
 fn forward_rows<T: Real>(
     r: Rows,
     gs: &mut [T],
+    ghs: &[T],
     c0s: &[T],
     cs: &mut [T],
     tcs: &mut [T],
@@ -128,6 +130,9 @@ fn forward_rows<T: Real>(
         let (before, after) = cs.split_at_mut(at);
         let c_prev = if s == 0 { &c0s[n * h..][..h] } else { &before[at - h..] };
         let row = &mut gs[(n * t + s) * 4 * h..][..4 * h];
+        for (v, g) in row.iter_mut().zip(&ghs[n * 4 * h..][..4 * h]) {
+            *v += *g;
+        }
         cell_forward(row, c_prev, &mut after[..h], &mut tcs[at..][..h], &mut hs[at..][..h]);
     }
 }

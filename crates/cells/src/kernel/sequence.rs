@@ -83,20 +83,32 @@ pub(crate) struct Rows {
 }
 
 impl Rows {
-    /// `c += h_prev W_hh^T` for the batch at step `s`: `h_prev` is `h0` at
-    /// step 0 and `out[:, s-1]` after; `c` is a `[B, G*H]` view whose rows may
-    /// be strided. libtorch's `addmm_` (the GEMM `nn.LSTM` uses, on libtorch's
-    /// intra-op threads) reads and writes the strided rows in place.
-    pub fn recur<T: Real>(self, h0: &Buf<T>, out: &Buf<T>, w_hh: &Buf<T>, c: &Tensor) {
+    /// `c (+)= h_prev W_hh^T` for the batch at step `s`, overwriting `c [B,
+    /// G*H]` unless `accumulate`: `h_prev` is `h0` at step 0 and `out[:, s-1]`
+    /// after. libtorch's `addmm_` / `mm_out` (the GEMM `nn.LSTM` uses, on
+    /// libtorch's intra-op threads) write straight into the kernel's buffer,
+    /// which is contiguous: a product into rows `T*G*H` apart runs far slower.
+    pub fn recur<T: Real>(
+        self,
+        h0: &Buf<T>,
+        out: &Buf<T>,
+        w_hh: &Buf<T>,
+        accumulate: bool,
+        c: &mut Buf<T>,
+    ) {
         let Rows { b, t, h, s } = self;
         let g = w_hh.tensor.numel() / h;
         assert!(h0.tensor.numel() == b * h && out.tensor.numel() == b * t * h);
-        assert!(c.size() == [b as i64, g as i64]);
+        assert!(c.tensor.numel() == b * g);
         let prev = match s {
             0 => h0.tensor.shallow_clone(),
             _ => out.tensor.select(1, s as i64 - 1),
         };
-        let _ = c.shallow_clone().addmm_(&prev, &w_hh.tensor.tr());
+        if accumulate {
+            let _ = c.tensor.shallow_clone().addmm_(&prev, &w_hh.tensor.tr());
+        } else {
+            let _ = prev.mm_out(&c.tensor, &w_hh.tensor.tr());
+        }
     }
 
     /// `dh (+)= d[:, s] W_hh`, overwriting `dh` unless `accumulate`: the
