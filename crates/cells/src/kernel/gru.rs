@@ -101,7 +101,7 @@ impl SequenceKernel for GruSequence {
         let h_prev = previous_states(&h0.tensor, &out.tensor);
         let grads = WeightGrads::new(
             &d_in.tensor,
-            &d_rec.tensor,
+            Some(&d_rec.tensor),
             &x.tensor,
             &h_prev,
             &w_ih.tensor,

@@ -94,7 +94,7 @@ impl SequenceKernel for LstmSequence {
         let h_prev = previous_states(&h0.tensor, &out.tensor);
         let grads = WeightGrads::new(
             &d_gates.tensor,
-            &d_gates.tensor,
+            None,
             &x.tensor,
             &h_prev,
             &w_ih.tensor,

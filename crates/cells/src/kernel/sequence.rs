@@ -135,8 +135,8 @@ pub(crate) fn previous_states(h0: &Tensor, out: &Tensor) -> Tensor {
 
 /// The gradients of `x`, `weight_ih`, `weight_hh` and (with bias) both biases,
 /// from the pre-activation gradients of every step: `d_in` of the input side
-/// `x W_ih^T + b_ih`, `d_rec` of the recurrent side `h W_hh^T + b_hh`, both
-/// `[B, T, G*H]`. The gradients of `h0` and of the initial cell state come
+/// `x W_ih^T + b_ih`, `d_rec` of the recurrent side `h W_hh^T + b_hh` (`None`
+/// where it equals `d_in`, as in the LSTM), both `[B, T, G*H]`. The gradients of `h0` and of the initial cell state come
 /// first in the kernels' input order, so they are left to the caller.
 pub(crate) struct WeightGrads {
     pub dx: Tensor,
@@ -148,7 +148,7 @@ pub(crate) struct WeightGrads {
 impl WeightGrads {
     pub fn new(
         d_in: &Tensor,
-        d_rec: &Tensor,
+        d_rec: Option<&Tensor>,
         x: &Tensor,
         h_prev: &Tensor,
         w_ih: &Tensor,
@@ -157,15 +157,28 @@ impl WeightGrads {
         let (b, t, g) = (d_in.size()[0], d_in.size()[1], d_in.size()[2]);
         // widths spelled out: `-1` is ambiguous for an empty batch
         let flat = |m: &Tensor| m.reshape([b * t, m.size()[2]]);
-        let (d_in, d_rec) = (flat(d_in), flat(d_rec));
+        let d_in = flat(d_in);
+        let d_rec = d_rec.map(flat);
         let kind = d_in.kind();
+        let i = w_ih.size()[1];
+        let (dw_ih, dw_hh) = match &d_rec {
+            // both sides share `d` (the LSTM): one product `d^T [x | h_prev]`,
+            // which runs faster than two half as wide
+            None => {
+                let dw = d_in.tr().mm(&Tensor::cat(&[flat(x), flat(h_prev)], 1));
+                (dw.narrow(1, 0, i), dw.narrow(1, i, dw.size()[1] - i))
+            }
+            Some(d_rec) => (d_in.tr().mm(&flat(x)), d_rec.tr().mm(&flat(h_prev))),
+        };
         Self {
-            dx: d_in.mm(w_ih).view([b, t, w_ih.size()[1]]),
-            dw_ih: d_in.tr().mm(&flat(x)),
-            dw_hh: d_rec.tr().mm(&flat(h_prev)),
+            dx: d_in.mm(w_ih).view([b, t, i]),
+            dw_ih,
+            dw_hh,
             biases: bias.then(|| {
                 let sum = |d: &Tensor| d.sum_dim_intlist(0, false, kind).view([g]);
-                (sum(&d_in), sum(&d_rec))
+                let db_ih = sum(&d_in);
+                let db_hh = d_rec.as_ref().map_or_else(|| db_ih.copy(), sum);
+                (db_ih, db_hh)
             }),
         }
     }
