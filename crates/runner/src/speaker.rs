@@ -344,9 +344,6 @@ fn settings(
 }
 
 pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
-    if args.steps.is_some() {
-        bail!("the speaker model trains by epochs: use --epochs, not --steps");
-    }
     let resumed: Option<SpeakerRunConfig> = match &args.resume {
         Some(dir) => match RunConfig::read(dir)? {
             RunConfig::Speaker(c) => Some(c),

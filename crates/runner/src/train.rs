@@ -112,7 +112,68 @@ pub struct TrainArgs {
     pub gamma: Option<f64>,
 }
 
+/// Which models a flag applies to.
+#[derive(Clone, Copy, PartialEq)]
+enum Applies {
+    Rnn,
+    Speaker,
+    Wavenet,
+}
+
+/// The flags that only some models read, and whether each was given: a flag
+/// the chosen model would ignore is an error instead.
+fn model_flags(args: &TrainArgs) -> Vec<(&'static str, bool, &'static [Applies])> {
+    use Applies::*;
+    vec![
+        ("--bidir", args.bidir, &[Rnn]),
+        ("--coursework", args.coursework, &[Rnn]),
+        ("--no-augment", args.no_augment, &[Rnn]),
+        ("--no-forget-bias", args.no_forget_bias, &[Rnn]),
+        ("--clip-grad-norm", args.clip_grad_norm.is_some(), &[Rnn]),
+        ("--epochs", args.epochs.is_some(), &[Rnn, Speaker]),
+        ("--steps", args.steps.is_some(), &[Wavenet]),
+        ("--layers", args.layers.is_some(), &[Rnn, Speaker]),
+        ("--embd", args.embd.is_some(), &[Wavenet]),
+        ("--recipe", args.recipe.is_some(), &[Wavenet]),
+        ("--holdout-speakers", args.holdout_speakers.is_some(), &[Speaker]),
+        ("--step-size", args.step_size.is_some(), &[Speaker]),
+        ("--gamma", args.gamma.is_some(), &[Speaker]),
+    ]
+}
+
+/// With `--resume`, the run's own config decides; these flags may change it.
+const RESUME_FLAGS: &str = "--epochs (or --steps for wavenet), --patience and --threads";
+
 pub fn run(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
+    let kind = match args.model {
+        ModelKind::Wavenet => Applies::Wavenet,
+        ModelKind::Speaker => Applies::Speaker,
+        _ => Applies::Rnn,
+    };
+    let name = serde_json::to_value(args.model)?;
+    for (flag, given, applies) in model_flags(args) {
+        if given && !applies.contains(&kind) {
+            anyhow::bail!("{flag} does not apply to --model {}", name.as_str().unwrap_or_default());
+        }
+    }
+    if args.resume.is_some() {
+        let changed = [
+            ("--data-dir", args.data_dir.is_some()),
+            ("--batch-size", args.batch_size.is_some()),
+            ("--lr", args.lr.is_some()),
+            ("--hidden", args.hidden.is_some()),
+            ("--valid-every", args.valid_every.is_some()),
+        ]
+        .into_iter()
+        .chain(model_flags(args).into_iter().map(|(f, g, _)| (f, g)))
+        .find(|(f, given)| *given && !["--epochs", "--steps"].contains(f));
+        if let Some((flag, _)) = changed {
+            anyhow::bail!(
+                "{flag} cannot change a resumed run (it keeps its config.json); with --resume \
+                 only {RESUME_FLAGS} apply"
+            );
+        }
+    }
     match args.model {
         ModelKind::Wavenet => crate::wavenet::train(args, device),
         ModelKind::Speaker => crate::speaker::train(args, device),

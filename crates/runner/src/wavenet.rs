@@ -216,11 +216,6 @@ impl Task for WavenetTask {
 
 /// `rnnlab train --model wavenet`.
 pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
-    for (flag, set) in [("--epochs", args.epochs.is_some()), ("--layers", args.layers.is_some())] {
-        if set {
-            bail!("{flag} does not apply to wavenet (it trains by --steps; its depth follows the context of 8)");
-        }
-    }
     let (config, run) = match &args.resume {
         Some(dir) => {
             let RunConfig::Wavenet(mut c) = RunConfig::read(dir)? else {
@@ -231,6 +226,7 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
                 c.schedule.steps = steps;
             }
             c.patience = args.patience.or(c.patience);
+            c.threads = args.threads.unwrap_or(c.threads);
             (c, RunDir::open(dir)?)
         }
         None => {

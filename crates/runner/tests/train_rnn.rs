@@ -267,7 +267,11 @@ fn elman_models_train_under_the_coursework_names() {
 #[test]
 fn bad_arguments_give_clear_errors() {
     let dir = workspace();
-    let cases: [(&[&str], &str); 7] = [
+    let cases: [(&[&str], &str); 11] = [
+        (&["--recipe", "tuned"], "--recipe does not apply to --model gru"),
+        (&["--steps", "10"], "--steps does not apply to --model gru"),
+        (&["--holdout-speakers", "2"], "--holdout-speakers does not apply"),
+        (&["--patience", "0"], "--patience must be at least 1"),
         (&["--hidden", "0"], "--hidden must be positive"),
         (&["--lr=-1"], "--lr must be a positive number"),
         (&["--data-dir", "no/such/folder"], "no/such/folder"),
@@ -285,6 +289,11 @@ fn bad_arguments_give_clear_errors() {
         assert!(stderr.contains(message), "{extra:?}: expected {message:?} in {stderr}");
         assert!(!stderr.contains("panicked"), "{extra:?} panicked: {stderr}");
     }
+    // a resumed run keeps its config: flags that would change it are refused
+    ok(&train(dir, &["--epochs", "1", "--out", "to-extend"]));
+    let out = rnnlab(dir, &["train", "--model", "gru", "--resume", "to-extend", "--lr", "0.1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--lr cannot change a resumed run"), "{stderr}");
     let out = train_model(dir, "tpu", &[]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("tpu"));

@@ -157,6 +157,8 @@ fn bad_options_and_missing_names_file_fail_clearly() {
     fails_with(&[&train[..], &["--embd", "-4"]].concat(), "--embd");
     fails_with(&[&train[..], &["--hidden", "0"]].concat(), "--hidden");
     fails_with(&[&train[..], &["--batch-size", "1"]].concat(), "--batch-size");
+    fails_with(&[&train[..], &["--epochs", "2"]].concat(), "--epochs does not apply");
+    fails_with(&[&train[..], &["--bidir"]].concat(), "--bidir does not apply");
     fails_with(
         &[&train[..], &["--data-dir", "/nonexistent-rnnlab"]].concat(),
         "/nonexistent-rnnlab/names.txt",

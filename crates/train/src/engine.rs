@@ -150,17 +150,32 @@ impl<S> Default for RunState<S> {
     }
 }
 
-/// The numbers of a run every model's `summary.json` carries.
+/// The numbers of a run every model's `summary.json` carries. Training time
+/// leaves out validation and checkpoints. Numbers an older summary lacks
+/// read as 0 (or NaN for losses, which JSON also writes as `null`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunStats {
     pub steps: u64,
     pub train_seconds: f64,
+    #[serde(default)]
     pub seconds_per_step: f64,
+    #[serde(default)]
     pub best_step: u64,
+    #[serde(default = "nan", deserialize_with = "null_as_nan")]
     pub best_valid_loss: f64,
+    #[serde(default = "nan", deserialize_with = "null_as_nan")]
     pub final_valid_loss: f64,
     #[serde(default)]
     pub stopped_early: bool,
+}
+
+fn nan() -> f64 {
+    f64::NAN
+}
+
+/// JSON has no NaN: serde_json writes it as `null`; this reads it back.
+pub fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 impl<S> RunState<S> {
