@@ -405,3 +405,31 @@ fn early_stopping_ends_the_run_and_keeps_the_best_weights() {
     let out = rnnlab(dir, &["train", "--model", "gru", "--resume", "patient"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("stopped early"));
 }
+
+/// A run folder of an older rnnlab: a config.json without the fields added
+/// since (here `patience`) still loads; one that does not match the format
+/// is refused with an error saying what to do, by `eval` and `plots`.
+#[test]
+fn older_run_folders_load_or_say_what_to_do() {
+    let dir = workspace();
+    ok(&train(dir, &["--epochs", "1", "--out", "older"]));
+    let path = dir.join("older/config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    config.as_object_mut().unwrap().remove("patience");
+    std::fs::write(&path, config.to_string()).unwrap();
+    ok(&rnnlab(dir, &["eval", "--run", "older", "--split", "validation"]));
+
+    config.as_object_mut().unwrap().remove("rnn");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let out = rnnlab(dir, &["eval", "--run", "older"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("train the run again"), "{stderr}");
+    let results = dir.join("older-results");
+    std::fs::create_dir_all(&results).unwrap();
+    std::fs::rename(dir.join("older"), results.join("older")).unwrap();
+    let out = rnnlab(dir, &["plots", "--results", "older-results"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("skipped") && stderr.contains("train the run again"), "{stderr}");
+}
