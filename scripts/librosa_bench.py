@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""librosa's MFCC time per one-second clip on this machine, to compare with
-`rnnlab bench mfcc` (run both in the same session).
+"""librosa's MFCC time per one-second clip, to compare with `rnnlab bench mfcc`
+(run both one after the other on the same machine).
 
     .venv/bin/python scripts/librosa_bench.py [--iters 500] [--root data/speech_commands]
 

@@ -10,9 +10,9 @@
 //! BatchNorm's effect on a small tanh MLP and a hook-style report of its
 //! activation statistics.
 //!
-//! Run: `make notebook NB=fastai-lesson7` (full: about 7 minutes of CPU time,
-//! 11 minutes of wall time on a busy 2-core machine) or
-//! `QUICK=1 target/release/fastai-lesson7` (10-30 seconds).
+//! Run: `make notebook NB=fastai-lesson7` (full: minutes; timings in
+//! `notebooks-ported/README.md`) or `QUICK=1 target/release/fastai-lesson7`
+//! (seconds).
 //! Outputs: `results/notebooks/fastai-lesson7/` (`output.md` and the figures).
 //!
 //! What a learner should see (full run, measured):
@@ -504,7 +504,7 @@ fn main() -> Result<()> {
     let mut cut = demo.cell.zero_state(cfg.bs);
     for (k, (x, y)) in parts.iter().take(n_chunks).enumerate() {
         // the fastest of 3 backward passes (retain_graph, so it can rerun),
-        // which keeps the other jobs of a busy machine out of the timing
+        // which keeps other processes on shared cores out of the timing
         let time_backward = |state: Tensor| -> Result<(f64, Tensor)> {
             let (logits, next) = demo.forward(x, state);
             let loss = CharLM::<GRUCell>::loss(&logits, y);
