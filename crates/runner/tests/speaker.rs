@@ -25,6 +25,19 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// A scratch folder holding a synthetic corpus of `speakers` speakers, 10
+/// utterances each, under `spk/`.
+fn corpus(name: &str, speakers: usize) -> PathBuf {
+    let dir = scratch(name);
+    let n = speakers.to_string();
+    let out = rnnlab(
+        &dir,
+        &["data", "synth-speakers", "--out", "spk", "--speakers", &n, "--utterances", "10"],
+    );
+    assert!(out.status.success(), "synth-speakers: {}", stderr(&out));
+    dir
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -54,12 +67,7 @@ fn summary(run: &Path) -> serde_json::Value {
 
 #[test]
 fn short_run_lowers_the_loss_and_writes_the_run_folder() {
-    let dir = scratch("run");
-    let out = rnnlab(
-        &dir,
-        &["data", "synth-speakers", "--out", "spk", "--speakers", "5", "--utterances", "10"],
-    );
-    assert!(out.status.success(), "synth-speakers: {}", stderr(&out));
+    let dir = corpus("run", 5);
     let args = [
         "train",
         "--model",
@@ -136,12 +144,7 @@ fn one_speaker_or_an_empty_speaker_folder_is_refused() {
 /// gives the metrics and embeddings of the run that never stopped.
 #[test]
 fn resume_after_kill_9_mid_epoch_is_exact() {
-    let dir = scratch("resume");
-    let out = rnnlab(
-        &dir,
-        &["data", "synth-speakers", "--out", "spk", "--speakers", "4", "--utterances", "10"],
-    );
-    assert!(out.status.success(), "synth-speakers: {}", stderr(&out));
+    let dir = corpus("resume", 4);
     let args = [
         "train",
         "--model",
