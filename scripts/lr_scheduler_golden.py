@@ -32,3 +32,20 @@ def warmup_cosine(o, warmup=3, decay=5, eta_min=0.01):
 
 print("warm-up 3 then cosine(T_max=5, eta_min=0.01), lr 0.3:",
       trace(warmup_cosine, 8, lr=0.3))
+
+def trace_per_batch(iters, epochs, lr=0.1):
+    """SGDR stepped every batch, as fastai and PyTorch's docs do:
+    `scheduler.step(epoch + i / iters)`."""
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=1, T_mult=2)
+    out = []
+    for epoch in range(epochs):
+        for i in range(iters):
+            sched.step(epoch + i / iters)
+            out.append(opt.param_groups[0]["lr"])
+            opt.step()
+    return out
+
+print("cosine(T_0=1, T_mult=2) stepped per batch, 2 batches an epoch:",
+      trace_per_batch(2, 4))

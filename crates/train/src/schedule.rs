@@ -70,6 +70,9 @@ pub enum Schedule {
     Constant(Constant),
     Step(StepLR),
     Cosine(WarmupCosine),
+    /// SGDR stepped every batch, cycles counted in epochs of `steps_per_epoch`
+    /// steps (PyTorch's `scheduler.step(epoch + i / iters)`; fastai's SGDR).
+    Sgdr { sgdr: CosineAnnealingWarmRestarts, steps_per_epoch: usize },
 }
 
 impl Schedule {
@@ -99,6 +102,9 @@ impl LrSchedule for Schedule {
             Schedule::Constant(s) => s.lr(t),
             Schedule::Step(s) => s.lr(t),
             Schedule::Cosine(s) => s.lr(t),
+            Schedule::Sgdr { sgdr, steps_per_epoch } => {
+                sgdr.lr_at(t as f64 / (*steps_per_epoch).max(1) as f64)
+            }
         }
     }
 }
@@ -295,6 +301,26 @@ mod tests {
             &(0..5).map(|t| Schedule::step(1.0, 2, 0.1).lr(t)).collect::<Vec<_>>(),
             &[1.0, 1.0, 0.1, 0.1, 0.010000000000000002],
         );
+    }
+
+    /// SGDR stepped every batch at the fractional epoch (golden script:
+    /// `scheduler.step(epoch + i / iters)` with 2 batches an epoch).
+    #[test]
+    fn sgdr_per_batch_matches_pytorch() {
+        let sgdr = CosineAnnealingWarmRestarts::new(0.1, 1, 2, 0.0);
+        let s = Schedule::Sgdr { sgdr, steps_per_epoch: 2 };
+        let got: Vec<f64> = (0..8).map(|t| s.lr(t)).collect();
+        let want = [
+            0.1,
+            0.05,
+            0.1,
+            0.08535533905932738,
+            0.05,
+            0.014644660940672627,
+            0.1,
+            0.09619397662556434,
+        ];
+        assert_close(&got, &want);
     }
 
     #[test]
