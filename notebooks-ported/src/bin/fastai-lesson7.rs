@@ -15,19 +15,23 @@
 //! (seconds).
 //! Outputs: `results/notebooks/fastai-lesson7/` (`output.md` and the figures).
 //!
-//! What a learner should see (full run, measured):
+//! What a learner should see in a full run (the transcript prints the
+//! numbers):
 //! - the second `backward()` through a hidden state that was not detached
 //!   fails with libtorch's "Trying to backward through the graph a second
 //!   time"; with `retain_graph` instead, each backward takes longer than the
 //!   last, because it runs through every chunk seen so far;
 //! - the learning rate jumps back to its base at every SGDR restart (cycles of
 //!   1, 2 and 4 epochs); the validation loss falls from ln 27 = 3.30 at
-//!   initialisation to 2.22 (GRU) and 2.26 (LSTM) nats per character after
-//!   the first cycle and 1.97 and 1.98 after the third;
-//! - sampled names that look like names ("jasmanie", "emerson", "arila");
-//! - at SGD's learning rate 1.0, the plain tanh MLP saturates 95% of its tanh
-//!   units and its validation loss ends at 4.1, worse than a uniform guess,
-//!   while the same net with BatchNorm trains to 2.26.
+//!   initialisation to about 2 nats per character by the third cycle's end;
+//! - sampled names that look like names;
+//! - at SGD's learning rate 1.0, the plain tanh MLP saturates most of its tanh
+//!   units and its validation loss ends worse than a uniform guess, while the
+//!   same net with BatchNorm trains normally.
+//!
+//! Every training loop here is rnnlab's training engine (`train::fit`): the
+//! language models and the MLPs are `Task`s, so their losses, learning rates
+//! and checkpoints land in `runs/<name>/` as for `rnnlab train`.
 //!
 //! Quick mode trains on a few thousand names for a few hundred steps: its
 //! numbers only show that everything runs, not how well it learns.
@@ -40,13 +44,14 @@ use models::makemore::{
     build_dataset, load_words, split_words, BatchNorm1d, BatchNorm1dConfig, Embedding,
     FlattenConsecutive, Linear, LinearConfig, Sequential, Tanh, Vocab,
 };
-use models::{torch_linear, Adam};
+use models::torch_linear;
 use notebooks::{first_line, parameter_count, say, Notebook};
 use std::path::Path;
 use std::time::Instant;
-use tch::nn::{self, ModuleT, OptimizerConfig};
+use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Tensor};
 use train::schedule::CosineAnnealingWarmRestarts;
+use train::{Eval, Goal, NoScores, Optim, RunDir, Schedule, Settings, Task};
 
 /// The LMDataLoader layout: `.` + every word followed by `.`, as one stream
 /// cut into `bs` equal parts laid side by side: `[bs, len / bs]`. Row `i` of
@@ -178,9 +183,86 @@ struct LmRun {
     cycles: Vec<(usize, usize, f64)>,
 }
 
-/// Trains `model` for the epochs of `cycles` (epochs at which a cycle ends)
-/// with Adam, the learning rate set every step from SGDR at the fractional
-/// epoch, the hidden state carried between chunks and detached after each.
+/// The language model as a training-engine task: each epoch reshuffles the
+/// names and lays them out as one stream again (fastai's `LMDataLoader`),
+/// the hidden state is reset at an epoch's start, carried from chunk to
+/// chunk and detached after each (truncated BPTT).
+struct LmTask<'a, C: RecurrentCell> {
+    model: &'a CharLM<C>,
+    vs: &'a nn::VarStore,
+    words: &'a [String],
+    vocab: &'a Vocab,
+    cfg: &'a LmConfig,
+    val_stream: &'a Tensor,
+    parts: Vec<(Tensor, Tensor)>,
+    state: Option<C::State>,
+    /// `(step, validation loss)` of every evaluation (one per epoch).
+    vals: Vec<(u64, f64)>,
+    step: u64,
+}
+
+impl<'a, C: RecurrentCell> LmTask<'a, C> {
+    /// The chunks of `epoch`'s stream: the names shuffled once per epoch so
+    /// far (fastai shuffles the same list in place every epoch), so the
+    /// order is a function of the epoch and a resumed run sees the same.
+    fn epoch_chunks(&self, epoch: u64) -> Result<Vec<(Tensor, Tensor)>> {
+        let mut words = self.words.to_vec();
+        for e in 0..=epoch {
+            PyRandom::new(e as u32).shuffle(&mut words);
+        }
+        let stream = lm_stream(&words, self.vocab, self.cfg.bs, self.vs.device())?; // [bs, L/bs]
+        Ok(chunks(&stream, self.cfg.bptt))
+    }
+}
+
+impl<C: RecurrentCell> Task for LmTask<'_, C> {
+    type Scores = NoScores;
+
+    fn var_store(&self) -> &nn::VarStore {
+        self.vs
+    }
+
+    fn steps_per_epoch(&self) -> u64 {
+        self.parts.len() as u64 // every epoch lays out the same names: the same length
+    }
+
+    fn begin_epoch(&mut self, epoch: u64) {
+        self.parts = self.epoch_chunks(epoch).expect("the names make a stream");
+        self.state = None; // reset at the start of an epoch
+    }
+
+    fn train_loss(&mut self, step: u64, batch: u64) -> Tensor {
+        self.step = step;
+        let (x, y) = &self.parts[batch as usize];
+        let state = self.state.take().unwrap_or_else(|| self.model.cell.zero_state(self.cfg.bs));
+        let (logits, next) = self.model.forward(x, state); // [bs, bptt, V]
+        self.state = Some(next.detach()); // truncated BPTT: gradients stop here
+        CharLM::<C>::loss(&logits, y)
+    }
+
+    fn evaluate(&mut self) -> Result<Eval<NoScores>> {
+        let loss = self.model.evaluate(self.val_stream, self.cfg.bptt);
+        self.vals.push((self.step, loss));
+        Ok(Eval { loss, scores: NoScores {} })
+    }
+
+    fn monitor(&self, eval: &Eval<NoScores>) -> (f64, Goal) {
+        (eval.loss, Goal::Minimize)
+    }
+}
+
+/// The columns of `metrics.csv` the notebook reads back.
+#[derive(Debug, serde::Deserialize)]
+struct MetricsRow {
+    step: u64,
+    loss: f64,
+    lr: f64,
+}
+
+/// Trains `model` on the engine for the epochs of `cycle_ends` (epochs at
+/// which an SGDR cycle ends) with Adam, the learning rate set every step
+/// from SGDR at the fractional epoch, validating after every epoch; the run
+/// (`metrics.csv`, checkpoints) goes to `dir`.
 #[allow(clippy::too_many_arguments)]
 fn train_lm<C: RecurrentCell>(
     model: &CharLM<C>,
@@ -191,34 +273,52 @@ fn train_lm<C: RecurrentCell>(
     cfg: &LmConfig,
     sgdr: &CosineAnnealingWarmRestarts,
     cycle_ends: &[usize],
+    dir: &Path,
 ) -> Result<LmRun> {
-    let mut opt = Adam::new(vs, sgdr.base_lr);
-    let mut run = LmRun { losses: Vec::new(), lrs: Vec::new(), cycles: Vec::new() };
-    let mut words = train_words.to_vec();
-    let epochs = *cycle_ends.last().context("no SGDR cycle")?;
+    let mut task = LmTask {
+        model,
+        vs,
+        words: train_words,
+        vocab,
+        cfg,
+        val_stream,
+        parts: Vec::new(),
+        state: None,
+        vals: Vec::new(),
+        step: 0,
+    };
+    task.parts = task.epoch_chunks(0)?;
+    let per_epoch = task.steps_per_epoch();
+    let epochs = *cycle_ends.last().context("no SGDR cycle")? as u64;
+    let settings = Settings {
+        seed: SEED,
+        steps: epochs * per_epoch,
+        valid_every: per_epoch,
+        optimizer: Optim::adam(),
+        schedule: Schedule::Sgdr { sgdr: *sgdr, steps_per_epoch: per_epoch as usize },
+        clip_grad_norm: None,
+        patience: None,
+        log_every: per_epoch,
+    };
+    let _ = std::fs::remove_dir_all(dir);
+    let run_dir = RunDir::create(Some(dir), "lm")?;
+    train::fit(&mut task, &run_dir, &settings, false)?;
+    let rows: Vec<MetricsRow> = train::metrics::read_rows(&run_dir.file("metrics.csv"))?;
+    let mut run = LmRun {
+        losses: rows.iter().map(|r| ((r.step - 1) as f64, r.loss)).collect(),
+        lrs: rows.iter().map(|r| ((r.step - 1) as f64, r.lr)).collect(),
+        cycles: Vec::new(),
+    };
     let mut cycle_start = 0;
-    for epoch in 0..epochs {
-        // fastai shuffles the names each epoch, then lays them out again
-        PyRandom::new(epoch as u32).shuffle(&mut words);
-        let stream = lm_stream(&words, vocab, cfg.bs, vs.device())?; // [bs, L/bs]
-        let parts = chunks(&stream, cfg.bptt);
-        let mut state = model.cell.zero_state(cfg.bs); // reset at the start of an epoch
-        for (k, (x, y)) in parts.iter().enumerate() {
-            let lr = sgdr.lr_at(epoch as f64 + k as f64 / parts.len() as f64);
-            opt.set_lr(lr);
-            let (logits, next) = model.forward(x, state); // [bs, bptt, V]
-            let loss = CharLM::<C>::loss(&logits, y);
-            opt.backward_step(&loss);
-            state = next.detach(); // truncated BPTT: gradients stop here
-            let step = run.losses.len() as f64;
-            run.losses.push((step, loss.double_value(&[])));
-            run.lrs.push((step, lr));
-        }
-        if cycle_ends.contains(&(epoch + 1)) {
-            let val = model.evaluate(val_stream, cfg.bptt);
-            run.cycles.push((cycle_start, run.losses.len() - 1, val));
-            cycle_start = run.losses.len();
-        }
+    for &end in cycle_ends {
+        let last = end * per_epoch as usize; // the step that ends the cycle (1-based)
+        let &(_, val) = task
+            .vals
+            .iter()
+            .find(|(s, _)| *s as usize == last)
+            .context("no validation at the end of an SGDR cycle")?;
+        run.cycles.push((cycle_start, last - 1, val));
+        cycle_start = last;
     }
     Ok(run)
 }
@@ -319,37 +419,101 @@ struct MlpRun {
     stats: Vec<Vec<ActStats>>,
 }
 
-/// Trains `net` with SGD at `lr` on minibatches of 32 from `(x, y)`, then
-/// measures the loss on `(xv, yv)`.
+/// The MLP as a training-engine task: minibatches of 32 drawn with
+/// replacement (libtorch's generator, which the engine seeds), each layer's
+/// output statistics recorded every `every` steps and at the last.
+struct MlpTask<'a> {
+    net: &'a Sequential,
+    vs: &'a nn::VarStore,
+    train: (&'a Tensor, &'a Tensor),
+    valid: (&'a Tensor, &'a Tensor),
+    steps: u64,
+    every: u64,
+    stats_steps: Vec<f64>,
+    stats: Vec<Vec<ActStats>>,
+}
+
+impl Task for MlpTask<'_> {
+    type Scores = NoScores;
+
+    fn var_store(&self) -> &nn::VarStore {
+        self.vs
+    }
+
+    fn steps_per_epoch(&self) -> u64 {
+        self.steps // batches are drawn, not walked: the run is one "epoch"
+    }
+
+    fn train_loss(&mut self, step: u64, _batch: u64) -> Tensor {
+        let (x, y) = self.train;
+        let ix = Tensor::randint(x.size()[0], [32], (Kind::Int64, x.device())); // [32]
+        let record = ((step - 1) % self.every == 0 || step == self.steps).then_some(&mut self.stats);
+        if record.is_some() {
+            self.stats_steps.push((step - 1) as f64);
+        }
+        let logits = forward_with_stats(self.net, &x.index_select(0, &ix), true, record); // [32, 27]
+        logits.cross_entropy_for_logits(&y.index_select(0, &ix))
+    }
+
+    fn evaluate(&mut self) -> Result<Eval<NoScores>> {
+        let _guard = tch::no_grad_guard();
+        let (xv, yv) = self.valid;
+        let loss = forward_with_stats(self.net, xv, false, None)
+            .cross_entropy_for_logits(yv)
+            .double_value(&[]);
+        Ok(Eval { loss, scores: NoScores {} })
+    }
+
+    fn monitor(&self, eval: &Eval<NoScores>) -> (f64, Goal) {
+        (eval.loss, Goal::Minimize)
+    }
+}
+
+/// Trains `net` on the engine with SGD at `lr` on minibatches of 32 from
+/// `train`, then measures the loss on `valid`; the run goes to `dir`.
 fn train_mlp(
     net: &Sequential,
     vs: &nn::VarStore,
-    (x, y): (&Tensor, &Tensor),
-    (xv, yv): (&Tensor, &Tensor),
-    steps: usize,
-    lr: f64,
-    every: usize,
+    train: (&Tensor, &Tensor),
+    valid: (&Tensor, &Tensor),
+    (steps, lr, every): (usize, f64, usize),
+    dir: &Path,
 ) -> Result<MlpRun> {
-    let mut opt = nn::Sgd::default().build(vs, lr)?;
-    let n = x.size()[0];
-    let mut run =
-        MlpRun { losses: Vec::new(), val: 0.0, stats_steps: Vec::new(), stats: Vec::new() };
-    for step in 0..steps {
-        let ix = Tensor::randint(n, [32], (Kind::Int64, x.device())); // [32]
-        let record = (step % every == 0 || step + 1 == steps).then_some(&mut run.stats);
-        if record.is_some() {
-            run.stats_steps.push(step as f64);
-        }
-        let logits = forward_with_stats(net, &x.index_select(0, &ix), true, record); // [32, 27]
-        let loss = logits.cross_entropy_for_logits(&y.index_select(0, &ix));
-        opt.backward_step(&loss);
-        run.losses.push((step as f64, loss.double_value(&[])));
-    }
-    let _guard = tch::no_grad_guard();
-    run.val =
-        forward_with_stats(net, xv, false, None).cross_entropy_for_logits(yv).double_value(&[]);
-    Ok(run)
+    let (steps, every) = (steps as u64, every as u64);
+    let mut task = MlpTask {
+        net,
+        vs,
+        train,
+        valid,
+        steps,
+        every,
+        stats_steps: Vec::new(),
+        stats: Vec::new(),
+    };
+    let settings = Settings {
+        seed: SEED,
+        steps,
+        valid_every: steps,
+        optimizer: Optim::Sgd,
+        schedule: Schedule::constant(lr),
+        clip_grad_norm: None,
+        patience: None,
+        log_every: every,
+    };
+    let _ = std::fs::remove_dir_all(dir);
+    let run_dir = RunDir::create(Some(dir), "mlp")?;
+    let state = train::fit(&mut task, &run_dir, &settings, false)?;
+    let rows: Vec<MetricsRow> = train::metrics::read_rows(&run_dir.file("metrics.csv"))?;
+    Ok(MlpRun {
+        losses: rows.iter().map(|r| ((r.step - 1) as f64, r.loss)).collect(),
+        val: state.last.map(|(_, e)| e.loss).context("the run was not evaluated")?,
+        stats_steps: task.stats_steps,
+        stats: task.stats,
+    })
 }
+
+/// Seeds the runs' initialisation, data order and draws.
+const SEED: u64 = 42;
 
 fn main() -> Result<()> {
     let mut nb =
@@ -605,14 +769,18 @@ fn main() -> Result<()> {
     let gru = CharLM::new(&vs_gru, vocab_n, cfg.n_embd, cfg.n_hidden, |p, i, h| {
         GRUCell::new(p, i, h, true)
     });
-    let gru_run = train_lm(&gru, &vs_gru, train_words, &val_stream, &vocab, &cfg, &sgdr, &ends)?;
+    let dir = nb.path("runs/gru-lm");
+    let gru_run =
+        train_lm(&gru, &vs_gru, train_words, &val_stream, &vocab, &cfg, &sgdr, &ends, &dir)?;
     say!(nb, "GRU trained in {:.1} s", start.elapsed().as_secs_f64());
     let start = Instant::now();
     let vs_lstm = nn::VarStore::new(device);
     let lstm = CharLM::new(&vs_lstm, vocab_n, cfg.n_embd, cfg.n_hidden, |p, i, h| {
         LSTMCell::new(p, i, h, true)
     });
-    let lstm_run = train_lm(&lstm, &vs_lstm, train_words, &val_stream, &vocab, &cfg, &sgdr, &ends)?;
+    let dir = nb.path("runs/lstm-lm");
+    let lstm_run =
+        train_lm(&lstm, &vs_lstm, train_words, &val_stream, &vocab, &cfg, &sgdr, &ends, &dir)?;
     say!(nb, "LSTM trained in {:.1} s", start.elapsed().as_secs_f64());
 
     say!(
@@ -709,10 +877,11 @@ fn main() -> Result<()> {
     );
     let mut runs = Vec::new();
     for batchnorm in [false, true] {
-        tch::manual_seed(42);
+        train::init(SEED, tch::get_num_threads(), device);
         let vs = nn::VarStore::new(device);
         let net = mlp(&vs, block, layers, gain, batchnorm);
-        let run = train_mlp(&net, &vs, (&x, &y), (&xv, &yv), steps, lr, every)?;
+        let dir = nb.path(if batchnorm { "runs/mlp-batchnorm" } else { "runs/mlp" });
+        let run = train_mlp(&net, &vs, (&x, &y), (&xv, &yv), (steps, lr, every), &dir)?;
         let kinds: Vec<String> = net.layers.iter().map(|l| layer_kind(l.as_ref())).collect();
         runs.push((if batchnorm { "with BatchNorm" } else { "without BatchNorm" }, kinds, run));
     }
