@@ -365,6 +365,11 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
         None => args.model,
     };
     let splits = load_splits(&mut cfg, device)?;
+    if args.resume.is_none() && args.epochs.is_none() {
+        // the recipe's budget has a floor in steps: a small corpus trains longer
+        let recipe = if args.coursework { SPEECH_COURSEWORK } else { SPEECH_DEFAULT };
+        cfg.epochs = recipe.epochs_for(splits.train.len());
+    }
     run.write_json("config.json", &RunConfig::rnn(kind, cfg.clone()))?;
 
     // One intra-op thread by default: the matrices are small (batch x 4H at

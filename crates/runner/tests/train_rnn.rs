@@ -433,3 +433,19 @@ fn older_run_folders_load_or_say_what_to_do() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("skipped") && stderr.contains("train the run again"), "{stderr}");
 }
+
+/// Without `--epochs` the default recipe's budget has a floor in steps (450):
+/// the tiny corpus, a few batches an epoch, trains as many epochs as reach
+/// it; `--coursework` keeps the notebook's 5 epochs and an explicit
+/// `--epochs` is obeyed.
+#[test]
+fn a_small_corpus_trains_at_least_the_recipes_floor_of_steps() {
+    let dir = workspace();
+    let steps = |run: &str| summary(&dir.join(run))["steps"].as_u64().unwrap();
+    ok(&train(dir, &["--epochs", "1", "--valid-every", "100", "--out", "floor-one"]));
+    let per_epoch = steps("floor-one");
+    ok(&train(dir, &["--valid-every", "500", "--out", "floor"]));
+    assert_eq!(steps("floor"), 450u64.div_ceil(per_epoch) * per_epoch);
+    ok(&train(dir, &["--coursework", "--valid-every", "500", "--out", "floor-cw"]));
+    assert_eq!(steps("floor-cw"), 5 * per_epoch);
+}

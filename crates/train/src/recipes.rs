@@ -14,6 +14,10 @@ pub struct SpeechRecipe {
     pub batch_size: i64,
     pub lr: f64,
     pub epochs: usize,
+    /// The fewest optimisation steps of a run: a small corpus trains for more
+    /// epochs than `epochs`, so that its budget is counted in updates, not
+    /// passes (see [`SpeechRecipe::epochs_for`]).
+    pub min_steps: usize,
     /// Validation (and test) scored every this many steps.
     pub valid_every: usize,
     /// Cosine decay of the learning rate from `lr` to 0 over the run, per
@@ -32,7 +36,12 @@ pub struct SpeechRecipe {
 
 /// The default recipe: hidden 128, 2 layers, batch 32, Adam at 0.002 on a
 /// cosine, gradient norm clipped to 1, LSTM forget gates at 1, SpecAugment,
-/// standardised features, 5 epochs, validation every 25 steps.
+/// standardised features, 5 epochs but at least 450 steps, validation every
+/// 25 steps.
+///
+/// The floor makes the budget fit the corpus: 5 epochs of the default set's
+/// 3,000 training clips are 470 steps, but 5 epochs of a 600-clip corpus are
+/// only 95, far too few. It was chosen on a small corpus's validation split.
 pub const SPEECH_DEFAULT: SpeechRecipe = SpeechRecipe {
     name: "default",
     hidden_size: 128,
@@ -40,6 +49,7 @@ pub const SPEECH_DEFAULT: SpeechRecipe = SpeechRecipe {
     batch_size: 32,
     lr: 0.002,
     epochs: 5,
+    min_steps: 450,
     valid_every: 25,
     cosine: true,
     clip_grad_norm: Some(1.0),
@@ -57,6 +67,7 @@ pub const SPEECH_COURSEWORK: SpeechRecipe = SpeechRecipe {
     batch_size: 100,
     lr: 0.01,
     epochs: 5,
+    min_steps: 0,
     valid_every: 20,
     cosine: false,
     clip_grad_norm: None,
@@ -64,6 +75,32 @@ pub const SPEECH_COURSEWORK: SpeechRecipe = SpeechRecipe {
     augment: false,
     standardize: false,
 };
+
+impl SpeechRecipe {
+    /// The epochs of a run whose training split makes `steps_per_epoch`
+    /// batches: the recipe's epochs, or as many more as reach `min_steps`.
+    pub fn epochs_for(&self, steps_per_epoch: usize) -> usize {
+        self.epochs.max(self.min_steps.div_ceil(steps_per_epoch.max(1)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The default set (3,000 clips, 94 batches of 32) keeps its 5 epochs; a
+    /// 600-clip corpus (19 batches) trains 24 epochs, 456 steps; the
+    /// coursework's budget is always its 5 epochs.
+    #[test]
+    fn the_budget_has_a_floor_in_steps() {
+        assert_eq!(SPEECH_DEFAULT.epochs_for(94), 5);
+        assert_eq!(SPEECH_DEFAULT.epochs_for(19), 24);
+        assert!(SPEECH_DEFAULT.epochs_for(19) * 19 >= SPEECH_DEFAULT.min_steps);
+        assert_eq!(SPEECH_DEFAULT.epochs_for(1), 450);
+        assert_eq!(SPEECH_COURSEWORK.epochs_for(3), 5);
+        assert_eq!(SPEECH_COURSEWORK.epochs_for(0), 5);
+    }
+}
 
 /// makemore part 5's optimisation recipe for the WaveNet.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -1086,7 +1086,7 @@ fn train(
 ) -> anyhow::Result<Run> {
     let (vs, model) = build(nb.device(), config, bidirectional, recipe);
     let loader = splits.train_loader()?;
-    let steps = (recipe.epochs * loader.len()) as u64;
+    let steps = (recipe.epochs_for(loader.len()) * loader.len()) as u64;
     let settings = Settings {
         seed: SEED,
         steps,
