@@ -72,7 +72,10 @@ pub enum Schedule {
     Cosine(WarmupCosine),
     /// SGDR stepped every batch, cycles counted in epochs of `steps_per_epoch`
     /// steps (PyTorch's `scheduler.step(epoch + i / iters)`; fastai's SGDR).
-    Sgdr { sgdr: CosineAnnealingWarmRestarts, steps_per_epoch: usize },
+    Sgdr {
+        sgdr: CosineAnnealingWarmRestarts,
+        steps_per_epoch: usize,
+    },
 }
 
 impl Schedule {

@@ -447,7 +447,8 @@ impl Task for MlpTask<'_> {
     fn train_loss(&mut self, step: u64, _batch: u64) -> Tensor {
         let (x, y) = self.train;
         let ix = Tensor::randint(x.size()[0], [32], (Kind::Int64, x.device())); // [32]
-        let record = ((step - 1) % self.every == 0 || step == self.steps).then_some(&mut self.stats);
+        let record =
+            ((step - 1) % self.every == 0 || step == self.steps).then_some(&mut self.stats);
         if record.is_some() {
             self.stats_steps.push((step - 1) as f64);
         }
@@ -480,16 +481,8 @@ fn train_mlp(
     dir: &Path,
 ) -> Result<MlpRun> {
     let (steps, every) = (steps as u64, every as u64);
-    let mut task = MlpTask {
-        net,
-        vs,
-        train,
-        valid,
-        steps,
-        every,
-        stats_steps: Vec::new(),
-        stats: Vec::new(),
-    };
+    let mut task =
+        MlpTask { net, vs, train, valid, steps, every, stats_steps: Vec::new(), stats: Vec::new() };
     let settings = Settings {
         seed: SEED,
         steps,

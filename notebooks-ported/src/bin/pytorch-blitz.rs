@@ -17,9 +17,9 @@
 //! guessing (close to 100% in a full run).
 
 use anyhow::Context;
+use data::loader::epoch_seed;
 use figures::{LineChart, Series};
 use notebooks::{first_line, parameter_count, say, Notebook};
-use data::loader::epoch_seed;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
