@@ -1,5 +1,6 @@
 //! WAV in: decode any integer PCM (8/16/24/32-bit) or 32-bit float WAV with `hound`, mix
-//! down to mono, resample to 16 kHz with `rubato`, and zero-pad or cut to one second.
+//! down to mono, resample to 16 kHz with `rubato`, optionally trim leading and trailing
+//! silence (`librosa.effects.trim`'s rule), and zero-pad or cut to one second.
 //!
 //! Integer samples are scaled as libsndfile (and so `librosa.load`) does: divided by
 //! 2^(bits-1), so 16-bit `x` becomes `x / 32768` in [-1, 1). Channels are averaged like
@@ -10,6 +11,7 @@ use std::path::Path;
 
 use rubato::audioadapter_buffers::direct::InterleavedSlice;
 use rubato::{Fft, FixedSync, Resampler};
+use serde::{Deserialize, Serialize};
 
 use crate::error::{DataError, Result};
 
@@ -116,6 +118,61 @@ pub fn fit_to_length(samples: &[f32], len: usize) -> Vec<f32> {
     let mut out = samples[..samples.len().min(len)].to_vec();
     out.resize(len, 0.0);
     out
+}
+
+/// `librosa.effects.trim`'s parameters: a frame is silent when its RMS is `top_db`
+/// decibels or more below the loudest frame's.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TrimConfig {
+    /// Threshold below the loudest frame, in dB (librosa: 60).
+    pub top_db: f64,
+    /// Samples per RMS frame (librosa: 2048).
+    pub frame_length: usize,
+    /// Samples between frame starts (librosa: 512).
+    pub hop_length: usize,
+}
+
+impl Default for TrimConfig {
+    fn default() -> Self {
+        TrimConfig { top_db: 60.0, frame_length: 2048, hop_length: 512 }
+    }
+}
+
+/// The `(start, end)` sample range `librosa.effects.trim` keeps of mono `samples`.
+///
+/// As librosa: the RMS of centred frames (`frame_length / 2` zeros each side, frame `t`
+/// centred on sample `t * hop`), in dB against the loudest frame with a floor of
+/// amplitude 1e-5 (`amplitude_to_db(rms, ref=np.max)`); frames above `-top_db` are
+/// non-silent; the range runs from the first non-silent frame's start `t * hop` to the
+/// last one's end `(t + 1) * hop` (at most the clip's length). With no frame above the
+/// threshold, `(0, 0)`. An all-zero clip is all "non-silent" (every frame is at 0 dB
+/// against a loudest frame of zero), and is kept whole, as librosa does.
+pub fn trim_bounds(samples: &[f32], cfg: &TrimConfig) -> (usize, usize) {
+    let (n, hop, half) = (samples.len(), cfg.hop_length.max(1), cfg.frame_length / 2);
+    let frames = 1 + (n + 2 * half).saturating_sub(cfg.frame_length) / hop;
+    let power: Vec<f64> = (0..frames)
+        .map(|t| {
+            let lo = (t * hop).saturating_sub(half);
+            let hi = (t * hop + cfg.frame_length - half).min(n);
+            let sum: f64 = samples[lo.min(hi)..hi].iter().map(|&x| (x as f64) * (x as f64)).sum();
+            sum / cfg.frame_length as f64
+        })
+        .collect();
+    // 10 log10(max(amin², p)) - 10 log10(max(amin², ref²)), amin = 1e-5.
+    let db = |p: f64| 10.0 * p.max(1e-10).log10();
+    let reference = db(power.iter().copied().fold(0.0, f64::max));
+    let loud: Vec<usize> =
+        (0..frames).filter(|&t| db(power[t]) - reference > -cfg.top_db).collect();
+    match (loud.first(), loud.last()) {
+        (Some(&first), Some(&last)) => ((first * hop).min(n), ((last + 1) * hop).min(n)),
+        _ => (0, 0),
+    }
+}
+
+/// `samples` with leading and trailing silence removed ([`trim_bounds`]).
+pub fn trim_silence<'a>(samples: &'a [f32], cfg: &TrimConfig) -> &'a [f32] {
+    let (start, end) = trim_bounds(samples, cfg);
+    &samples[start..end.max(start)]
 }
 
 /// Writes mono f32 samples as 16-bit PCM (rounded, clipped to the int16 range).

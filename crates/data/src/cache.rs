@@ -1,8 +1,8 @@
 //! An on-disk feature cache for any list of WAV files.
 //!
 //! An entry is keyed by the SHA-256 of the file's bytes and lives in a folder named after
-//! the SHA-256 of the feature parameters (the [`MfccConfig`], the clip length and the
-//! pipeline version), so a changed file or a changed parameter misses and is recomputed,
+//! the SHA-256 of the feature parameters (the [`MfccConfig`], the clip length, the
+//! silence trimming and the pipeline version), so a changed file or a changed parameter misses and is recomputed,
 //! while a second epoch or a second run reads everything back. Entries are written to a
 //! temporary name and renamed, so parallel workers and interrupted runs never leave a
 //! half-written entry; an unreadable entry counts as a miss and is rewritten.
@@ -15,13 +15,14 @@ use rayon::prelude::*;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::audio::{self, SAMPLE_RATE};
+use crate::audio::{self, TrimConfig, SAMPLE_RATE};
 use crate::error::{DataError, Result};
 use crate::mfcc::{Features, Mfcc, MfccConfig};
 
-/// Bumped whenever the extraction code changes what it produces for the same parameters.
-const PIPELINE_VERSION: u32 = 1;
-const MAGIC: &[u8; 4] = b"RNF1";
+/// Bumped whenever the extraction code changes what it produces for the same parameters
+/// (2: entries hold each clip's valid frames).
+const PIPELINE_VERSION: u32 = 2;
+const MAGIC: &[u8; 4] = b"RNF2";
 
 /// What the cache key covers besides the file content.
 #[derive(Serialize)]
@@ -29,6 +30,7 @@ struct Key<'a> {
     version: u32,
     mfcc: &'a MfccConfig,
     length: Option<usize>,
+    trim: Option<&'a TrimConfig>,
     resampler: &'static str,
 }
 
@@ -39,13 +41,16 @@ pub struct CacheStats {
     pub misses: usize,
 }
 
-/// WAV file -> [`Features`], computed with `mfcc` after `read_wav` (16 kHz mono) and, when
-/// `length` is set, [`audio::fit_to_length`]; cached under `dir` when a directory is given.
+/// WAV file -> [`Features`], computed with `mfcc` after `read_wav` (16 kHz mono), when
+/// `trim` is set [`audio::trim_silence`], and when `length` is set
+/// [`audio::fit_to_length`]; cached under `dir` when a directory is given. Each entry
+/// keeps the clip's valid frames ([`Features::valid_frames`]) besides its features.
 #[derive(Debug)]
 pub struct FeatureCache {
     dir: Option<PathBuf>,
     mfcc: Mfcc,
     length: Option<usize>,
+    trim: Option<TrimConfig>,
     hits: AtomicUsize,
     misses: AtomicUsize,
 }
@@ -54,7 +59,24 @@ impl FeatureCache {
     /// A cache under `root` (created if missing). `length: Some(16000)` pads or cuts every
     /// clip to one second as the coursework does; `None` keeps clips whole (variable frames).
     pub fn new(root: impl AsRef<Path>, cfg: MfccConfig, length: Option<usize>) -> Result<Self> {
-        let key = Key { version: PIPELINE_VERSION, mfcc: &cfg, length, resampler: "rubato-fft" };
+        Self::with_trim(root, cfg, length, None)
+    }
+
+    /// [`Self::new`], trimming each clip's leading and trailing silence first when
+    /// `trim` is given.
+    pub fn with_trim(
+        root: impl AsRef<Path>,
+        cfg: MfccConfig,
+        length: Option<usize>,
+        trim: Option<TrimConfig>,
+    ) -> Result<Self> {
+        let key = Key {
+            version: PIPELINE_VERSION,
+            mfcc: &cfg,
+            length,
+            trim: trim.as_ref(),
+            resampler: "rubato-fft",
+        };
         let json = serde_json::to_vec(&key).expect("the key serialises");
         let dir = root.as_ref().join(&hex(&Sha256::digest(&json))[..16]);
         std::fs::create_dir_all(&dir).map_err(|e| DataError::io(&dir, e))?;
@@ -63,17 +85,32 @@ impl FeatureCache {
         if !info.exists() {
             std::fs::write(&info, &json).map_err(|e| DataError::io(&info, e))?;
         }
-        Ok(Self::build(Some(dir), cfg, length))
+        Ok(Self::build(Some(dir), cfg, length, trim))
     }
 
     /// The same extraction without a disk cache (everything is a miss).
     pub fn uncached(cfg: MfccConfig, length: Option<usize>) -> Self {
-        Self::build(None, cfg, length)
+        Self::build(None, cfg, length, None)
     }
 
-    fn build(dir: Option<PathBuf>, cfg: MfccConfig, length: Option<usize>) -> Self {
+    /// [`Self::uncached`] with silence trimming.
+    pub fn uncached_with_trim(
+        cfg: MfccConfig,
+        length: Option<usize>,
+        trim: Option<TrimConfig>,
+    ) -> Self {
+        Self::build(None, cfg, length, trim)
+    }
+
+    fn build(
+        dir: Option<PathBuf>,
+        cfg: MfccConfig,
+        length: Option<usize>,
+        trim: Option<TrimConfig>,
+    ) -> Self {
         let mfcc = Mfcc::new(cfg);
-        FeatureCache { dir, mfcc, length, hits: AtomicUsize::new(0), misses: AtomicUsize::new(0) }
+        let (hits, misses) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        FeatureCache { dir, mfcc, length, trim, hits, misses }
     }
 
     /// The folder this parameter set's entries live in, if cached on disk.
@@ -94,12 +131,21 @@ impl FeatureCache {
         }
     }
 
-    /// Features of already-decoded 16 kHz samples (fitted to `length` when set); no cache.
+    /// Features of already-decoded 16 kHz samples (trimmed when set, then fitted to
+    /// `length` when set); no cache. `valid_frames` counts the frames of the (trimmed)
+    /// clip itself: `1 + samples / hop` (centred framing), at most the frames kept.
     pub fn extract(&self, samples: &[f32]) -> Features {
-        match self.length {
+        let samples = match &self.trim {
+            Some(t) => audio::trim_silence(samples, t),
+            None => samples,
+        };
+        let valid = self.mfcc.config().frames(samples.len());
+        let mut f = match self.length {
             Some(len) => self.mfcc.compute(&audio::fit_to_length(samples, len)),
             None => self.mfcc.compute(samples),
-        }
+        };
+        f.valid_frames = valid.min(f.frames);
+        f
     }
 
     /// Features of one WAV file, from the cache when its content was seen before.
@@ -134,27 +180,30 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// An entry: `RNF2`, then `frames`, `n_mfcc`, `valid_frames` as little-endian u32, then
+/// the values as little-endian f32.
 fn read_entry(path: &Path) -> Option<Features> {
     let bytes = std::fs::read(path).ok()?;
-    if bytes.len() < 12 || &bytes[..4] != MAGIC {
+    if bytes.len() < 16 || &bytes[..4] != MAGIC {
         return None;
     }
-    let frames = u32::from_le_bytes(bytes[4..8].try_into().ok()?) as usize;
-    let n_mfcc = u32::from_le_bytes(bytes[8..12].try_into().ok()?) as usize;
-    let body = &bytes[12..];
-    if body.len() != frames * n_mfcc * 4 {
+    let word = |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+    let (frames, n_mfcc, valid_frames) = (word(4) as usize, word(8) as usize, word(12) as usize);
+    let body = &bytes[16..];
+    if body.len() != frames * n_mfcc * 4 || valid_frames == 0 || valid_frames > frames {
         return None;
     }
     let values =
         body.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-    Some(Features { frames, n_mfcc, values })
+    Some(Features { frames, n_mfcc, values, valid_frames })
 }
 
 fn write_entry(path: &Path, f: &Features) -> Result<()> {
-    let mut bytes = Vec::with_capacity(12 + f.values.len() * 4);
+    let mut bytes = Vec::with_capacity(16 + f.values.len() * 4);
     bytes.extend_from_slice(MAGIC);
     bytes.extend_from_slice(&(f.frames as u32).to_le_bytes());
     bytes.extend_from_slice(&(f.n_mfcc as u32).to_le_bytes());
+    bytes.extend_from_slice(&(f.valid_frames as u32).to_le_bytes());
     for v in &f.values {
         bytes.extend_from_slice(&v.to_le_bytes());
     }

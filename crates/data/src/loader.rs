@@ -1,7 +1,9 @@
-//! Batches of features for training: `(x [B, 32, 20] f32, y [B] i64)` on a device.
+//! Batches of features for training: `(x [B, 32, 20] f32, y [B] i64)` on a device, and
+//! each clip's valid frames `lengths [B]` i64 (the frames that hold the clip rather than
+//! its padding, see [`Features::valid_frames`]).
 //!
 //! All features of a split are computed once (in parallel, through the cache), stacked
-//! into one `[N, T, C]` tensor and moved to the device; an epoch is a permutation drawn
+//! (zero-padded to the longest clip) into one `[N, T, C]` tensor and moved to the device; an epoch is a permutation drawn
 //! from ChaCha8 seeded with [`epoch_seed`]`(seed, epoch)`, a splitmix64 mix of the two
 //! (the same order on every device and run, and no two seeds share an epoch's order),
 //! cut into batches with `index_select`. [`Standardizer`] holds per-coefficient mean and
@@ -44,7 +46,8 @@ pub struct Standardizer {
 }
 
 impl Standardizer {
-    /// Statistics over every frame of `features` (pass the train split's only).
+    /// Statistics over every valid frame of `features` (pass the train split's only);
+    /// frames of padding are left out.
     ///
     /// # Panics
     /// When `features` is empty or the clips disagree on `n_mfcc`.
@@ -53,7 +56,7 @@ impl Standardizer {
         let (mut sum, mut sq, mut n) = (vec![0f64; c], vec![0f64; c], 0usize);
         for f in features {
             assert_eq!(f.n_mfcc, c, "clips with different n_mfcc");
-            for row in f.values.chunks_exact(c) {
+            for row in f.values.chunks_exact(c).take(f.valid_frames) {
                 for (k, &v) in row.iter().enumerate() {
                     sum[k] += v as f64;
                     sq[k] += v as f64 * v as f64;
@@ -97,8 +100,9 @@ impl Evaluation {
 /// Iterates a dataset in batches on a device.
 #[derive(Debug)]
 pub struct DataLoader {
-    xs: Tensor, // [N, T, C] on the device
-    ys: Tensor, // [N] i64 on the device
+    xs: Tensor,      // [N, T, C] on the device
+    ys: Tensor,      // [N] i64 on the device
+    lengths: Tensor, // [N] i64 valid frames on the device
     batch_size: usize,
     drop_last: bool,
     seed: Option<u64>,
@@ -111,7 +115,8 @@ impl DataLoader {
         Self::from_features(dataset.features()?, &dataset.labels(), batch_size, device)
     }
 
-    /// Any equal-shaped features with labels.
+    /// Any features with labels; clips of fewer frames than the longest are zero-padded
+    /// (their `valid_frames` say where the clip ends).
     pub fn from_features(
         features: &[Features],
         labels: &[i64],
@@ -125,21 +130,26 @@ impl DataLoader {
         if batch_size == 0 {
             return Err(bad("batch size 0".into()));
         }
-        let (t, c) = features.first().map_or((0, 0), |f| (f.frames, f.n_mfcc));
+        let t = features.iter().map(|f| f.frames).max().unwrap_or(0);
+        let c = features.first().map_or(0, |f| f.n_mfcc);
         let mut flat = Vec::with_capacity(features.len() * t * c);
+        let mut lengths = Vec::with_capacity(features.len());
         for f in features {
-            if (f.frames, f.n_mfcc) != (t, c) {
-                return Err(bad(format!(
-                    "clips of different shapes: [{t}, {c}] and [{}, {}]",
-                    f.frames, f.n_mfcc
-                )));
+            if f.n_mfcc != c {
+                return Err(bad(format!("clips of {c} and of {} coefficients", f.n_mfcc)));
+            }
+            if f.valid_frames == 0 || f.valid_frames > f.frames {
+                return Err(bad(format!("{} valid frames of {}", f.valid_frames, f.frames)));
             }
             flat.extend_from_slice(&f.values);
+            flat.resize(flat.len() + (t - f.frames) * c, 0.0);
+            lengths.push(f.valid_frames as i64);
         }
         let n = features.len() as i64;
         let xs = Tensor::from_slice(&flat).f_view([n, t as i64, c as i64])?.f_to_device(device)?;
         let ys = Tensor::from_slice(labels).f_to_device(device)?;
-        Ok(DataLoader { xs, ys, batch_size, drop_last: false, seed: None, epoch: 0 })
+        let lengths = Tensor::from_slice(&lengths).f_to_device(device)?;
+        Ok(DataLoader { xs, ys, lengths, batch_size, drop_last: false, seed: None, epoch: 0 })
     }
 
     /// Shuffle every epoch, reproducibly from `seed`.
@@ -184,19 +194,17 @@ impl DataLoader {
         (&self.xs, &self.ys)
     }
 
+    /// Each clip's valid frames `[N]` (i64, on the device), in dataset order.
+    pub fn lengths(&self) -> &Tensor {
+        &self.lengths
+    }
+
     /// Correct predictions and clips of this split (argmax of `model`'s logits
     /// against the labels), in evaluation mode without autograd, `batch` clips
     /// a forward pass; the count stays on the device until the end.
     pub fn count_correct(&self, model: &dyn ModuleT, batch: i64) -> (i64, i64) {
-        let _guard = tch::no_grad_guard();
-        let n = self.ys.size()[0];
-        let mut correct = Tensor::zeros([], (Kind::Int64, self.ys.device()));
-        for start in (0..n).step_by(batch.max(1) as usize) {
-            let len = batch.min(n - start);
-            let pred = model.forward_t(&self.xs.narrow(0, start, len), false).argmax(-1, false);
-            correct += pred.eq_tensor(&self.ys.narrow(0, start, len)).sum(Kind::Int64);
-        }
-        (correct.int64_value(&[]), n)
+        let e = self.evaluate(model, batch);
+        (e.correct, e.total)
     }
 
     /// Mean cross-entropy of `model`'s logits and the correct predictions
@@ -204,6 +212,16 @@ impl DataLoader {
     /// without autograd, `batch` clips a forward pass; the sums stay on the
     /// device until the end.
     pub fn evaluate(&self, model: &dyn ModuleT, batch: i64) -> Evaluation {
+        self.evaluate_with(batch, |x, _| model.forward_t(x, false))
+    }
+
+    /// [`Self::evaluate`] of any `logits(x [B, T, C], lengths [B])`, called
+    /// under `no_grad` on `batch` clips at a time.
+    pub fn evaluate_with(
+        &self,
+        batch: i64,
+        logits: impl Fn(&Tensor, &Tensor) -> Tensor,
+    ) -> Evaluation {
         let _guard = tch::no_grad_guard();
         let n = self.ys.size()[0];
         let mut loss = Tensor::zeros([], (Kind::Double, self.ys.device()));
@@ -211,7 +229,8 @@ impl DataLoader {
         for start in (0..n).step_by(batch.max(1) as usize) {
             let len = batch.min(n - start);
             let y = self.ys.narrow(0, start, len);
-            let logits = model.forward_t(&self.xs.narrow(0, start, len), false);
+            let logits =
+                logits(&self.xs.narrow(0, start, len), &self.lengths.narrow(0, start, len));
             loss += logits
                 .cross_entropy_loss::<Tensor>(&y, None, tch::Reduction::Sum, -100, 0.0)
                 .to_kind(Kind::Double);
@@ -247,15 +266,19 @@ impl DataLoader {
     /// (from [`DataLoader::epoch_order`]; dataset order when `None`):
     /// `(x [B, T, C], y [B])`.
     pub fn batch(&self, order: Option<&Tensor>, i: usize) -> (Tensor, Tensor) {
+        let (x, y, _) = self.batch_with_lengths(order, i);
+        (x, y)
+    }
+
+    /// [`Self::batch`] and the clips' valid frames: `(x [B, T, C], y [B], lengths [B])`.
+    pub fn batch_with_lengths(&self, order: Option<&Tensor>, i: usize) -> (Tensor, Tensor, Tensor) {
         let start = (i * self.batch_size) as i64;
         let size = (self.batch_size as i64).min(self.num_samples() as i64 - start);
-        match order {
-            Some(order) => {
-                let idx = order.narrow(0, start, size);
-                (self.xs.index_select(0, &idx), self.ys.index_select(0, &idx))
-            }
-            None => (self.xs.narrow(0, start, size), self.ys.narrow(0, start, size)),
-        }
+        let pick = |t: &Tensor| match order {
+            Some(order) => t.index_select(0, &order.narrow(0, start, size)),
+            None => t.narrow(0, start, size),
+        };
+        (pick(&self.xs), pick(&self.ys), pick(&self.lengths))
     }
 }
 
@@ -301,8 +324,9 @@ mod tests {
     }
 
     fn loader(n: usize, seed: u64) -> DataLoader {
-        let feats: Vec<Features> =
-            (0..n).map(|i| Features { frames: 1, n_mfcc: 1, values: vec![i as f32] }).collect();
+        let feats: Vec<Features> = (0..n)
+            .map(|i| Features { frames: 1, n_mfcc: 1, values: vec![i as f32], valid_frames: 1 })
+            .collect();
         let labels: Vec<i64> = (0..n as i64).collect();
         DataLoader::from_features(&feats, &labels, n, Device::Cpu).unwrap().shuffle(seed)
     }

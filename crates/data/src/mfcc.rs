@@ -75,6 +75,10 @@ pub struct Features {
     pub frames: usize,
     pub n_mfcc: usize,
     pub values: Vec<f32>,
+    /// The leading frames that hold the clip (`1..=frames`); the rest are frames of
+    /// the zero padding that brought the clip to a fixed length. With centred framing
+    /// and zero padding, these frames equal the unpadded clip's own, frame for frame.
+    pub valid_frames: usize,
 }
 
 impl Features {
@@ -209,7 +213,7 @@ impl Mfcc {
                 *o = dot(basis, row);
             }
         }
-        Features { frames, n_mfcc, values }
+        Features { frames, n_mfcc, values, valid_frames: frames }
     }
 }
 

@@ -257,16 +257,26 @@ fn standardizer_uses_train_statistics() {
         SpeechCommands::with_cache(tmp.path(), Split::Train, &DEFAULT_CLASSES, c.clone()).unwrap();
     let s = Standardizer::fit(train.features().unwrap());
     assert_eq!((s.mean.len(), s.std.len()), (20, 20));
-    let mut l = DataLoader::new(&train, 9, Device::Cpu).unwrap().standardize(&s);
-    let (x, _) = l.iter().next().unwrap();
-    let x = x.view([-1, 20]);
+    // Over the valid frames of every clip (padding left out), the standardised
+    // features have mean 0 and standard deviation 1.
+    let valid = |l: &DataLoader| {
+        let (x, _) = l.tensors();
+        let t = x.size()[1];
+        let mask = tch::Tensor::arange(t, (Kind::Int64, Device::Cpu))
+            .unsqueeze(0)
+            .lt_tensor(&l.lengths().unsqueeze(1)); // [N, T]
+        x.index(&[Some(mask)]) // [valid frames, 20]
+    };
+    let l = DataLoader::new(&train, 9, Device::Cpu).unwrap().standardize(&s);
+    let lengths: Vec<i64> = l.lengths().try_into().unwrap();
+    assert!(lengths.iter().any(|&n| n < 32), "the fake clips are shorter than a second");
+    let x = valid(&l);
     let mean = x.mean_dim(0, false, Kind::Float);
     let std = x.std_dim(0, false, false);
     assert!(mean.abs().max().double_value(&[]) < 1e-3);
     assert!((std - 1.0).abs().max().double_value(&[]) < 1e-3);
-    // Statistics match libtorch's over the raw train features.
-    let (raw, _) = DataLoader::new(&train, 9, Device::Cpu).unwrap().iter().next().unwrap();
-    let raw = raw.view([-1, 20]);
+    // Statistics match libtorch's over the raw train features' valid frames.
+    let raw = valid(&DataLoader::new(&train, 9, Device::Cpu).unwrap());
     let want = raw.mean_dim(0, false, Kind::Float);
     let got = tch::Tensor::from_slice(&s.mean);
     assert!(got.allclose(&want, 1e-4, 1e-3, false));

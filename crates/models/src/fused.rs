@@ -5,6 +5,7 @@
 //! the fused engine they are handed over, in libtorch's order (per layer
 //! `w_ih, w_hh[, b_ih, b_hh]`), to one call over all layers and time steps.
 
+use crate::lengths::in_time_order;
 use cells::{BasicRNNCell, GRUCell, LSTMCell, Nonlinearity, RecurrentCell};
 use tch::Tensor;
 
@@ -59,8 +60,30 @@ impl FusedCell for BasicRNNCell {
 }
 
 impl<C: FusedCell> crate::CellStack<C> {
-    /// As [`crate::CellStack::forward`], run by libtorch's fused kernel.
-    pub fn forward_fused(&self, input: &Tensor, reverse: bool, train: bool) -> Tensor {
-        crate::stack::in_time_order(input, reverse, |x| C::fused(self.cells(), x, train))
+    /// As [`crate::CellStack::forward_lengths`], run by libtorch's fused kernel.
+    ///
+    /// With `lengths`, the kernel runs over the same padded batch, reversed
+    /// within each row's length by a gather when reading backwards (see
+    /// [`crate::lengths`]), rather than over a packed sequence: one mechanism
+    /// for both engines, exact for every stack layout (this stack reads the
+    /// whole sequence backwards through all its layers, which libtorch's
+    /// bidirectional packed kernels do not express), and no sorting by length.
+    pub fn forward_fused(
+        &self,
+        input: &Tensor,
+        reverse: bool,
+        lengths: Option<&Tensor>,
+        train: bool,
+    ) -> Tensor {
+        in_time_order(input, reverse, lengths, |x| C::fused(self.cells(), x, train))
+    }
+}
+
+impl<C: FusedCell> crate::BidirStack<C> {
+    /// As [`crate::BidirStack::forward_lengths`], each direction of each
+    /// layer run by libtorch's fused kernel (one layer per call, so that the
+    /// backward direction can start at each row's own last frame).
+    pub fn forward_fused(&self, input: &Tensor, lengths: Option<&Tensor>, train: bool) -> Tensor {
+        self.run(input, lengths, |cell, x| C::fused(std::slice::from_ref(cell), x, train))
     }
 }

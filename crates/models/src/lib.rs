@@ -1,6 +1,7 @@
 //! The coursework's models on the hand-written cells of `crates/cells`.
 
 pub mod fused;
+pub mod lengths;
 pub mod linear;
 pub mod mode;
 pub mod optim;
@@ -14,7 +15,9 @@ pub use fused::FusedCell;
 pub use linear::torch_linear;
 pub use mode::{InvalidMode, Mode};
 pub use optim::{clip_grad_norm_, Adam};
-pub use rnn_model::{classifier, BidirRecurrentModel, Engine, RNNModel, RnnConfig};
+pub use rnn_model::{
+    classifier, BidirRecurrentModel, Engine, RNNModel, RnnConfig, SequenceClassifier,
+};
 pub use stack::{BidirStack, CellStack, MakeCell};
 
 pub mod makemore;

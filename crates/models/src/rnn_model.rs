@@ -8,7 +8,14 @@
 //! last output (the one at the first time step). Both run on either engine,
 //! with the same parameters: `custom` (the hand-written cells) or `fused`
 //! (libtorch's whole-sequence kernels).
+//!
+//! Given the valid frames of each utterance of a padded batch
+//! ([`SequenceClassifier::forward_lengths`]), `fc` sees the forward stack's
+//! output at each utterance's own last frame and the reverse stack starts
+//! reading there (see [`crate::lengths`]); without them, the last step of the
+//! padded batch, as the notebook does.
 
+use crate::lengths::{self, last_valid};
 use crate::{torch_linear, CellStack, FusedCell, Mode};
 use cells::{BasicRNNCell, GRUCell, LSTMCell, Nonlinearity};
 use tch::{nn, Tensor};
@@ -82,19 +89,52 @@ impl Stack {
         }
     }
 
-    /// `[B, T, I] -> [B, T, H]`, in the input's time order.
-    fn forward(&self, x: &Tensor, reverse: bool, engine: Engine, train: bool) -> Tensor {
-        fn run<C: FusedCell>(s: &CellStack<C>, x: &Tensor, r: bool, e: Engine, t: bool) -> Tensor {
-            match e {
-                Engine::Custom => s.forward(x, r),
-                Engine::Fused => s.forward_fused(x, r, t),
+    /// `[B, T, I] -> [B, T, H]`, in the input's time order; read backwards
+    /// within each row's length when `lengths` is given.
+    fn forward(&self, x: &Tensor, reverse: bool, lengths: Option<&Tensor>, run: Run) -> Tensor {
+        fn go<C: FusedCell>(
+            s: &CellStack<C>,
+            x: &Tensor,
+            r: bool,
+            l: Option<&Tensor>,
+            run: Run,
+        ) -> Tensor {
+            match run.engine {
+                Engine::Custom => s.forward_lengths(x, r, l),
+                Engine::Fused => s.forward_fused(x, r, l, run.train),
             }
         }
         match self {
-            Stack::Lstm(s) => run(s, x, reverse, engine, train),
-            Stack::Gru(s) => run(s, x, reverse, engine, train),
-            Stack::Rnn(s) => run(s, x, reverse, engine, train),
+            Stack::Lstm(s) => go(s, x, reverse, lengths, run),
+            Stack::Gru(s) => go(s, x, reverse, lengths, run),
+            Stack::Rnn(s) => go(s, x, reverse, lengths, run),
         }
+    }
+}
+
+/// Who runs a forward pass, and in which mode.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    engine: Engine,
+    train: bool,
+}
+
+/// A classifier of padded batches of utterances: `[B, T, I]` and, optionally,
+/// each utterance's valid frames `lengths [B]` (Int64, in `1..=T`) to
+/// `[B, output]` logits. `forward_t` is `forward_lengths` without lengths.
+pub trait SequenceClassifier: nn::ModuleT {
+    /// Logits of `xs [B, T, I]` reading only the first `lengths[b]` frames of
+    /// row `b` (all `T` when `None`).
+    ///
+    /// # Panics
+    /// When `lengths` is not Int64 `[B]` with values in `1..=T`.
+    fn forward_lengths(&self, xs: &Tensor, lengths: Option<&Tensor>, train: bool) -> Tensor;
+}
+
+fn check_lengths(xs: &Tensor, lengths: Option<&Tensor>) {
+    if let Some(l) = lengths {
+        let size = xs.size();
+        lengths::check(l, size[0], size[1]);
     }
 }
 
@@ -141,8 +181,16 @@ impl RNNModel {
 
 impl nn::ModuleT for RNNModel {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let out = self.rnn_cell_list.forward(xs, false, self.engine, train); // [B, T, H]
-        out.select(1, -1).apply(&self.fc) // [B, output]
+        self.forward_lengths(xs, None, train)
+    }
+}
+
+impl SequenceClassifier for RNNModel {
+    fn forward_lengths(&self, xs: &Tensor, lengths: Option<&Tensor>, train: bool) -> Tensor {
+        check_lengths(xs, lengths);
+        let run = Run { engine: self.engine, train };
+        let out = self.rnn_cell_list.forward(xs, false, lengths, run); // [B, T, H]
+        last_valid(&out, lengths).apply(&self.fc) // [B, output]
     }
 }
 
@@ -188,8 +236,16 @@ impl BidirRecurrentModel {
 
 impl nn::ModuleT for BidirRecurrentModel {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let fwd = self.rnn_cell_list.forward(xs, false, self.engine, train).select(1, -1);
-        let rev = self.rnn_cell_list_rev.forward(xs, true, self.engine, train).select(1, 0);
+        self.forward_lengths(xs, None, train)
+    }
+}
+
+impl SequenceClassifier for BidirRecurrentModel {
+    fn forward_lengths(&self, xs: &Tensor, lengths: Option<&Tensor>, train: bool) -> Tensor {
+        check_lengths(xs, lengths);
+        let run = Run { engine: self.engine, train };
+        let fwd = last_valid(&self.rnn_cell_list.forward(xs, false, lengths, run), lengths);
+        let rev = self.rnn_cell_list_rev.forward(xs, true, lengths, run).select(1, 0);
         Tensor::cat(&[fwd, rev], 1).apply(&self.fc) // [B, 2H] -> [B, output]
     }
 }
@@ -202,7 +258,7 @@ pub fn classifier(
     bidirectional: bool,
     engine: Engine,
     forget_bias: Option<f64>,
-) -> Box<dyn nn::ModuleT> {
+) -> Box<dyn SequenceClassifier> {
     if bidirectional {
         let model = BidirRecurrentModel::new(path, config).with_engine(engine);
         Box::new(match forget_bias {

@@ -6,6 +6,8 @@
 //! ```text
 //! x [B, T, I] --BiLSTM--> out [B, T, 2H] --chunk(2, -1)--> fwd, bwd [B, T, H]
 //! emb = cat(fwd[:, -1], bwd[:, 0], out.mean(1))                 [B, 4H]
+//! (with lengths: fwd at each utterance's last frame, bwd starting there,
+//!  the mean over its own frames; see `crate::lengths`)
 //! logits = -PairwiseDistance(p=2, eps=1e-6)(emb_i, proxy_j)     [B, S]
 //! loss = cross_entropy(logits, speaker)
 //! ```
@@ -14,7 +16,8 @@
 //! out as `nn.LSTM(bidirectional=True, batch_first=True)`; parameters are
 //! `lstm.weight_ih_l0`, `lstm.weight_ih_l0_reverse`, ... and `proxies`.
 
-use crate::BidirStack;
+use crate::lengths::{last_valid, masked_mean};
+use crate::{BidirStack, Engine};
 use cells::{CellWeights, LSTMCell};
 use serde::{Deserialize, Serialize};
 use std::borrow::Borrow;
@@ -52,6 +55,7 @@ pub struct SpeakerModel {
     /// `[S, 4H]`, one learnable row per training speaker.
     pub proxies: Tensor,
     config: SpeakerConfig,
+    engine: Engine,
 }
 
 impl SpeakerModel {
@@ -69,7 +73,13 @@ impl SpeakerModel {
             },
         );
         let proxies = xavier_uniform(p, "proxies", config.num_speakers, config.embedding_size());
-        Self { lstm, proxies, config }
+        Self { lstm, proxies, config, engine: Engine::Custom }
+    }
+
+    /// The same model run by `engine` (the hand-written cells by default).
+    pub fn with_engine(mut self, engine: Engine) -> Self {
+        self.engine = engine;
+        self
     }
 
     pub fn config(&self) -> &SpeakerConfig {
@@ -82,7 +92,24 @@ impl SpeakerModel {
 
     /// Utterance embeddings: `[B, T, I] -> [B, 4H]`.
     pub fn embed(&self, x: &Tensor) -> Tensor {
-        join_embedding(&self.lstm.forward(x))
+        self.embed_lengths(x, None, true)
+    }
+
+    /// Embeddings of a padded batch whose row `b` holds `lengths[b]` valid
+    /// frames (Int64 `[B]`, in `1..=T`; all `T` when `None`): each utterance
+    /// is read as if alone. `train` only matters to the fused engine.
+    ///
+    /// # Panics
+    /// When `lengths` is not Int64 `[B]` with values in `1..=T`.
+    pub fn embed_lengths(&self, x: &Tensor, lengths: Option<&Tensor>, train: bool) -> Tensor {
+        if let Some(l) = lengths {
+            crate::lengths::check(l, x.size()[0], x.size()[1]);
+        }
+        let out = match self.engine {
+            Engine::Custom => self.lstm.forward_lengths(x, lengths),
+            Engine::Fused => self.lstm.forward_fused(x, lengths, train),
+        };
+        join_embedding_lengths(&out, lengths)
     }
 
     /// `-distance` to every proxy: `[B, T, I] -> [B, S]`.
@@ -116,10 +143,17 @@ pub fn split_directions(out: &Tensor) -> (Tensor, Tensor) {
 /// direction's first output (likewise, read from the end), and the mean of
 /// `out` over time.
 pub fn join_embedding(out: &Tensor) -> Tensor {
+    join_embedding_lengths(out, None)
+}
+
+/// [`join_embedding`] of a padded batch with `lengths [B]` valid frames:
+/// the forward direction at each row's last valid frame, and the mean over
+/// valid frames only.
+pub fn join_embedding_lengths(out: &Tensor, lengths: Option<&Tensor>) -> Tensor {
     let (fwd, bwd) = split_directions(out);
-    let last_fwd = fwd.select(1, -1); // [B, H]
+    let last_fwd = last_valid(&fwd, lengths); // [B, H]
     let first_bwd = bwd.select(1, 0); // [B, H]
-    let mean = out.mean_dim(1, false, out.kind()); // [B, 2H]
+    let mean = masked_mean(out, lengths); // [B, 2H]
     Tensor::cat(&[last_fwd, first_bwd, mean], -1)
 }
 

@@ -7,6 +7,7 @@
 //! `k` at step `t` only needs layer `k-1` at steps `<= t`, and it lets each
 //! layer project all its inputs in one matrix product.
 
+use crate::lengths::in_time_order;
 use cells::RecurrentCell;
 use tch::{nn, Tensor};
 
@@ -46,27 +47,25 @@ impl<C: RecurrentCell> CellStack<C> {
     /// `reverse` the stack reads time backwards; outputs stay in the input's
     /// time order, so the reverse stack's final output is at step 0.
     pub fn forward(&self, input: &Tensor, reverse: bool) -> Tensor {
-        in_time_order(input, reverse, |x| {
+        self.forward_lengths(input, reverse, None)
+    }
+
+    /// [`Self::forward`] over a padded batch of utterances of `lengths [B]`
+    /// valid frames (see [`crate::lengths`]): read backwards, each row starts
+    /// at its own last frame. Outputs at padded steps are not meaningful.
+    pub fn forward_lengths(
+        &self,
+        input: &Tensor,
+        reverse: bool,
+        lengths: Option<&Tensor>,
+    ) -> Tensor {
+        in_time_order(input, reverse, lengths, |x| {
             let mut x = x.shallow_clone();
             for cell in &self.cells {
                 x = cell.seq(&x, None).0;
             }
             x
         })
-    }
-}
-
-/// Runs `run` over `input` read forwards or, with `reverse`, backwards, and
-/// returns its `[B, T, ·]` output in the input's time order.
-pub(crate) fn in_time_order(
-    input: &Tensor,
-    reverse: bool,
-    run: impl FnOnce(&Tensor) -> Tensor,
-) -> Tensor {
-    if reverse {
-        run(&input.flip([1])).flip([1])
-    } else {
-        run(input)
     }
 }
 
@@ -101,10 +100,28 @@ impl<C: RecurrentCell> BidirStack<C> {
     /// `[B, T, I] -> [B, T, 2H]`: forward direction in `[.., :H]`, backward in
     /// `[.., H:]`, both in the input's time order (as `nn.LSTM` returns).
     pub fn forward(&self, input: &Tensor) -> Tensor {
+        self.forward_lengths(input, None)
+    }
+
+    /// [`Self::forward`] over a padded batch of utterances of `lengths [B]`
+    /// valid frames: the backward direction of each layer starts at each
+    /// row's own last frame (see [`crate::lengths`]), as `nn.LSTM` over a
+    /// packed sequence. Outputs at padded steps are not meaningful.
+    pub fn forward_lengths(&self, input: &Tensor, lengths: Option<&Tensor>) -> Tensor {
+        self.run(input, lengths, |cell, x| cell.seq(x, None).0)
+    }
+
+    /// The layers in turn, each direction's sequence through `seq`.
+    pub(crate) fn run(
+        &self,
+        input: &Tensor,
+        lengths: Option<&Tensor>,
+        seq: impl Fn(&C, &Tensor) -> Tensor,
+    ) -> Tensor {
         let mut x = input.shallow_clone();
         for (f, b) in self.forward.iter().zip(&self.backward) {
-            let out_f = f.seq(&x, None).0;
-            let out_b = in_time_order(&x, true, |x| b.seq(x, None).0);
+            let out_f = seq(f, &x);
+            let out_b = in_time_order(&x, true, lengths, |x| seq(b, x));
             x = Tensor::cat(&[out_f, out_b], 2);
         }
         x

@@ -35,7 +35,7 @@ enum Command {
     /// Versions, the libtorch in use, CUDA and cuDNN availability, threads.
     Info,
     /// Train a model; writes metrics.csv, config.json, summary.json, checkpoints.
-    Train(train::TrainArgs),
+    Train(Box<train::TrainArgs>),
     /// Re-score a recurrent classifier's checkpoint on a split.
     Eval(train_rnn::EvalArgs),
     /// Sample new names from a trained wavenet run (evaluation-mode BatchNorm).

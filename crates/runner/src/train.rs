@@ -86,6 +86,12 @@ pub struct TrainArgs {
     /// default recipe's 1.
     #[arg(long)]
     pub no_forget_bias: bool,
+    /// Recurrent classifiers: trim each clip's leading and trailing silence
+    /// before padding it to one second (librosa's `effects.trim`: frames DB
+    /// decibels or more below the loudest one are silent; DB is 60 when left
+    /// out); not with --coursework.
+    #[arg(long, value_name = "DB", num_args = 0..=1, default_missing_value = "60")]
+    pub trim_silence: Option<f64>,
     /// Hidden size.
     #[arg(long)]
     pub hidden: Option<i64>,
@@ -129,6 +135,7 @@ fn model_flags(args: &TrainArgs) -> Vec<(&'static str, bool, &'static [Applies])
         ("--coursework", args.coursework, &[Rnn]),
         ("--no-augment", args.no_augment, &[Rnn]),
         ("--no-forget-bias", args.no_forget_bias, &[Rnn]),
+        ("--trim-silence", args.trim_silence.is_some(), &[Rnn]),
         ("--clip-grad-norm", args.clip_grad_norm.is_some(), &[Rnn]),
         ("--epochs", args.epochs.is_some(), &[Rnn, Speaker]),
         ("--steps", args.steps.is_some(), &[Wavenet]),

@@ -5,13 +5,16 @@
 //! cross-entropy, validation (loss and accuracy) every `--valid-every` steps
 //! and after the last, and the test accuracy reported at the best validation
 //! accuracy, each counted on its own split (the notebook adds the test counts
-//! onto the validation counts). The engine keeps the checkpoints, so
+//! onto the validation counts). The default recipe reads each clip up to its
+//! own last frame (padding ignored, see `models::lengths`); `--coursework`
+//! reads the last step of the padded second, as the notebook does. The engine keeps the checkpoints, so
 //! `--resume` continues exactly where the run stopped.
 
 use crate::config::{RunConfig, RunSummary};
 use crate::train::{ModelKind, TrainArgs};
 use anyhow::{bail, ensure, Context};
 use clap::ValueEnum;
+use data::audio::TrimConfig;
 use data::augment::SpecAugment;
 use data::loader::{DataLoader, Standardizer};
 use data::mfcc::MfccConfig;
@@ -19,11 +22,11 @@ use data::speech_commands::{
     SpeechCommands, Split, DEFAULT_CACHE_DIR, DEFAULT_CLASSES, DEFAULT_ROOT as DEFAULT_DATA_DIR,
 };
 use data::synth::{generate, SynthConfig};
-use models::{classifier, Engine, Mode, RnnConfig};
+use models::{classifier, Engine, Mode, RnnConfig, SequenceClassifier};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tch::nn::{self, ModuleT};
+use tch::nn;
 use tch::{Device, Tensor};
 use train::recipes::{SPEECH_COURSEWORK, SPEECH_DEFAULT};
 use train::{Eval, Goal, Optim, RunDir, RunStats, Schedule, Settings, Task};
@@ -83,6 +86,15 @@ pub struct RnnRunConfig {
     /// better validation accuracy (off when none).
     #[serde(default)]
     pub patience: Option<usize>,
+    /// The models read each clip up to its own last frame (the default
+    /// recipe); the last step of the padded second when false (the notebook,
+    /// and runs made before lengths were kept).
+    #[serde(default)]
+    pub lengths: bool,
+    /// Leading and trailing silence trimmed from every clip before padding
+    /// (`--trim-silence`); clips kept whole when none.
+    #[serde(default)]
+    pub trim_silence: Option<TrimConfig>,
 }
 
 fn mode_of(model: ModelKind) -> anyhow::Result<Mode> {
@@ -117,6 +129,17 @@ fn resolve(args: &TrainArgs) -> anyhow::Result<RnnRunConfig> {
     ensure!(valid_every > 0, "--valid-every must be positive, got {valid_every}");
     let clip = args.clip_grad_norm.or(r.clip_grad_norm).unwrap_or(f64::INFINITY);
     ensure!(clip > 0.0, "--clip-grad-norm must be positive (inf turns it off), got {clip}");
+    ensure!(
+        !(args.coursework && args.trim_silence.is_some()),
+        "--trim-silence does not combine with --coursework (the notebook pads every clip, \
+         silence included, to one second)"
+    );
+    if let Some(db) = args.trim_silence {
+        ensure!(
+            db > 0.0 && db.is_finite(),
+            "--trim-silence takes a positive number of dB, got {db}"
+        );
+    }
     let classes: Vec<String> = DEFAULT_CLASSES.iter().map(|c| c.to_string()).collect();
     let mode = mode_of(args.model)?;
     Ok(RnnRunConfig {
@@ -145,6 +168,10 @@ fn resolve(args: &TrainArgs) -> anyhow::Result<RnnRunConfig> {
         clip_grad_norm: clip.is_finite().then_some(clip),
         forget_bias: r.forget_bias.filter(|_| !args.no_forget_bias && mode == Mode::Lstm),
         patience: args.patience,
+        lengths: !args.coursework,
+        trim_silence: args
+            .trim_silence
+            .map(|top_db| TrimConfig { top_db, ..TrimConfig::default() }),
     })
 }
 
@@ -161,6 +188,17 @@ fn ensure_default_data(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The run's feature extraction: its MFCC settings, one-second clips, and
+/// its silence trimming.
+pub fn feature_cache(cfg: &RnnRunConfig) -> anyhow::Result<data::cache::FeatureCache> {
+    Ok(data::cache::FeatureCache::with_trim(
+        DEFAULT_CACHE_DIR,
+        cfg.mfcc,
+        Some(data::audio::ONE_SECOND),
+        cfg.trim_silence,
+    )?)
+}
+
 /// The three splits' loaders on `device`, standardised with the train split's
 /// statistics when the recipe asks (and those are fitted now if not yet).
 pub struct Splits {
@@ -171,11 +209,7 @@ pub struct Splits {
 
 fn load_splits(cfg: &mut RnnRunConfig, device: Device) -> anyhow::Result<Splits> {
     ensure_default_data(&cfg.data_dir)?;
-    let cache = Arc::new(data::cache::FeatureCache::new(
-        DEFAULT_CACHE_DIR,
-        cfg.mfcc,
-        Some(data::audio::ONE_SECOND),
-    )?);
+    let cache = Arc::new(feature_cache(cfg)?);
     let split = |s| SpeechCommands::with_cache(&cfg.data_dir, s, &cfg.classes, cache.clone());
     let (train, valid, test) =
         (split(Split::Train)?, split(Split::Validation)?, split(Split::Test)?);
@@ -250,7 +284,8 @@ fn settings(cfg: &RnnRunConfig, steps_per_epoch: usize) -> Settings {
 /// The classifier and its data, for the training engine.
 pub struct RnnTask {
     vs: nn::VarStore,
-    model: Box<dyn ModuleT>,
+    model: Box<dyn SequenceClassifier>,
+    lengths: bool,
     splits: Splits,
     augment: Option<SpecAugment>,
     seed: u64,
@@ -265,6 +300,7 @@ impl RnnTask {
         Self {
             vs,
             model,
+            lengths: cfg.lengths,
             splits,
             augment: cfg.augment,
             seed: cfg.seed,
@@ -290,19 +326,21 @@ impl Task for RnnTask {
     }
 
     fn train_loss(&mut self, step: u64, batch: u64) -> Tensor {
-        let (x, y) = self.splits.train.batch(self.order.as_ref(), batch as usize);
+        let (x, y, lengths) =
+            self.splits.train.batch_with_lengths(self.order.as_ref(), batch as usize);
         let x = match &self.augment {
             Some(aug) => aug.apply(&x, self.seed, step),
             None => x,
         };
-        self.model.forward_t(&x, true).cross_entropy_for_logits(&y)
+        let lengths = self.lengths.then_some(&lengths);
+        self.model.forward_lengths(&x, lengths, true).cross_entropy_for_logits(&y)
     }
 
     fn evaluate(&mut self) -> anyhow::Result<Eval<RnnScores>> {
+        let (model, lengths) = (self.model.as_ref(), self.lengths);
         let (loss, valid_acc) =
-            loss_and_accuracy(self.model.as_ref(), &self.splits.valid, self.eval_batch);
-        let (_, test_acc) =
-            loss_and_accuracy(self.model.as_ref(), &self.splits.test, self.eval_batch);
+            loss_and_accuracy(model, lengths, &self.splits.valid, self.eval_batch);
+        let (_, test_acc) = loss_and_accuracy(model, lengths, &self.splits.test, self.eval_batch);
         Ok(Eval { loss, scores: RnnScores { valid_acc, test_acc } })
     }
 
@@ -318,9 +356,16 @@ impl Task for RnnTask {
     }
 }
 
-/// Mean cross-entropy and accuracy of one split (see [`DataLoader::evaluate`]).
-pub fn loss_and_accuracy(model: &dyn ModuleT, loader: &DataLoader, batch: i64) -> (f64, f64) {
-    let e = loader.evaluate(model, batch);
+/// Mean cross-entropy and accuracy of one split (see [`DataLoader::evaluate_with`]),
+/// each clip read up to its own last frame when `lengths`.
+pub fn loss_and_accuracy(
+    model: &dyn SequenceClassifier,
+    lengths: bool,
+    loader: &DataLoader,
+    batch: i64,
+) -> (f64, f64) {
+    let e =
+        loader.evaluate_with(batch, |x, l| model.forward_lengths(x, lengths.then_some(l), false));
     (e.loss, e.accuracy())
 }
 
@@ -450,7 +495,7 @@ pub fn eval(args: &EvalArgs, device: Device) -> anyhow::Result<()> {
         SplitArg::Validation => &splits.valid,
         SplitArg::Test => &splits.test,
     };
-    let (loss, acc) = loss_and_accuracy(model.as_ref(), loader, 1000);
+    let (loss, acc) = loss_and_accuracy(model.as_ref(), cfg.lengths, loader, 1000);
     println!(
         "{} {:?} loss {loss:.6}; accuracy ({} checkpoint, {} clips): {acc:.6}",
         args.run.display(),
