@@ -448,6 +448,8 @@ fn a_small_corpus_trains_at_least_the_recipes_floor_of_steps() {
     assert_eq!(steps("floor"), 450u64.div_ceil(per_epoch) * per_epoch);
     ok(&train(dir, &["--coursework", "--valid-every", "500", "--out", "floor-cw"]));
     assert_eq!(steps("floor-cw"), 5 * per_epoch);
+}
+
 /// The default recipe reads each clip up to its own last frame; the
 /// notebook's recipe keeps its fixed one-second padding and reads the last
 /// padded step, and refuses silence trimming. `--trim-silence` keeps
