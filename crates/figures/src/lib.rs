@@ -274,13 +274,15 @@ impl LineChart {
     }
 }
 
-/// A tick label: whole numbers without decimals (steps, epochs), others as
-/// plotters prints them.
+/// A tick label: whole numbers without decimals (steps, epochs), others with
+/// at most six.
 fn tick(x: f64) -> String {
     if x.fract() == 0.0 && x.abs() < 1e15 {
         format!("{x:.0}")
     } else {
-        format!("{x}")
+        // at most six decimals, so that 2.6 does not print as 2.5999999999999996
+        let s = format!("{x:.6}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
     }
 }
 
