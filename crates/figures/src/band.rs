@@ -115,6 +115,17 @@ impl BandChart {
             chart
                 .draw_series(std::iter::once(Polygon::new(outline, colour.mix(0.2).filled())))
                 .map_err(|e| err(&e))?;
+            if b.points.len() == 1 {
+                // one x: a dot with its ± sd bar, since a line needs two points
+                let p = b.points[0];
+                let bar = vec![(p.x, p.mean - p.sd), (p.x, p.mean + p.sd)];
+                chart
+                    .draw_series([PathElement::new(bar, colour.stroke_width(2))])
+                    .map_err(|e| err(&e))?;
+                chart
+                    .draw_series([Circle::new((p.x, p.mean), 5, colour.filled())])
+                    .map_err(|e| err(&e))?;
+            }
             let mean = b.points.iter().map(|p| (p.x, p.mean));
             chart
                 .draw_series(LineSeries::new(mean, colour.stroke_width(2)))

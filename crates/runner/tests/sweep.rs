@@ -123,7 +123,7 @@ fn skips_finished_runs_resumes_killed_ones_and_reports_failures() {
     let summary = json(&killed.join("summary.json"));
     assert_eq!(summary["steps"].as_u64(), Some(2 * per_epoch));
     let killed_log = std::fs::read_to_string(killed.join("log.txt")).unwrap();
-    assert!(killed_log.contains("train --resume"), "{killed_log}");
+    assert!(killed_log.contains("train --model gru --resume"), "{killed_log}");
     let status = text(&rnnlab(dir, &["sweep", "status", "sweeps/s"]));
     assert!(status.contains("done 2, running 0, failed 2, pending 0"), "{status}");
 
@@ -140,7 +140,8 @@ fn skips_finished_runs_resumes_killed_ones_and_reports_failures() {
     }
     // another grid under the same name is refused
     let mut other = sweep.clone();
-    other[other.iter().position(|a| *a == "epochs=1,2").unwrap()] = "epochs=3";
+    let at = other.iter().position(|a| *a == "epochs=1,2").unwrap();
+    other[at] = "epochs=3";
     let out = rnnlab(dir, &other);
     assert!(!out.status.success() && text(&out).contains("other runs"), "{}", text(&out));
 }

@@ -163,10 +163,7 @@ fn compare_sweep(
         }
         by_model.sort_by_key(|(m, _)| MODELS.iter().position(|x| x == m));
         let title = |what: &str| {
-            format!(
-                "RNN vs LSTM vs GRU ({recipe} recipe, sweep {}): {what}, mean ± sd over seeds",
-                sweep.name
-            )
+            format!("RNN vs LSTM vs GRU ({recipe}, sweep {}): {what}, mean ± sd", sweep.name)
         };
         let mut loss = BandChart::new(
             title("training loss"),

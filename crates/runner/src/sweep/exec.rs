@@ -6,6 +6,7 @@
 //! goes to `attempt.json`.
 
 use super::manifest::{RunSpec, Sweep};
+use crate::config::RunConfig;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use std::fs::OpenOptions;
@@ -68,20 +69,30 @@ pub fn plan(dir: &Path, run: &RunSpec) -> Action {
     }
 }
 
-/// The `rnnlab` command line for `action`.
-pub fn argv(sweep: &Sweep, dir: &Path, run: &RunSpec, action: Action) -> Vec<String> {
-    match action {
-        Action::Resume => vec![
-            "--device".into(),
-            sweep.device.clone(),
-            "train".into(),
-            "--resume".into(),
-            run_dir(dir, run).display().to_string(),
-            "--threads".into(),
-            sweep.threads.to_string(),
-        ],
-        _ => run.argv.clone(),
+/// The `rnnlab` command line for `action` (a resumed run's model is read
+/// from its `config.json`).
+pub fn argv(
+    sweep: &Sweep,
+    dir: &Path,
+    run: &RunSpec,
+    action: Action,
+) -> anyhow::Result<Vec<String>> {
+    if action != Action::Resume {
+        return Ok(run.argv.clone());
     }
+    let rd = run_dir(dir, run);
+    let model = serde_json::to_value(RunConfig::read(&rd)?.kind())?;
+    Ok(vec![
+        "--device".into(),
+        sweep.device.clone(),
+        "train".into(),
+        "--model".into(),
+        model.as_str().unwrap_or_default().to_string(),
+        "--resume".into(),
+        rd.display().to_string(),
+        "--threads".into(),
+        sweep.threads.to_string(),
+    ])
 }
 
 /// This machine's host name (for `attempt.json`).
@@ -105,7 +116,7 @@ pub fn execute(sweep: &Sweep, dir: &Path, run: &RunSpec, exe: &Path) -> anyhow::
         .append(true)
         .open(&log_path)
         .with_context(|| format!("opening {}", log_path.display()))?;
-    let args = argv(sweep, dir, run, action);
+    let args = argv(sweep, dir, run, action)?;
     writeln!(log, "== rnnlab {} (in {})", args.join(" "), sweep.workdir.display())?;
     let mut child = Command::new(exe)
         .args(&args)

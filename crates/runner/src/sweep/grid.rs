@@ -166,14 +166,16 @@ pub fn combos(axes: &[Axis]) -> anyhow::Result<Vec<Combo>> {
 }
 
 /// The `rnnlab train` flags of one run: the fixed flags, the combination's
-/// values (a switch given `true` appears bare, `false` leaves it out), the
-/// seed and the threads.
+/// values (a switch given `true` appears bare, `false` leaves it out; a
+/// negative number is joined as `--flag=-1`), the seed and the threads.
 pub fn train_argv(fixed: &[String], combo: &Combo, seed: u64, threads: i32) -> Vec<String> {
     let mut argv: Vec<String> = fixed.to_vec();
     for (flag, value) in &combo.values {
         match (train_flag(flag), value.as_str()) {
             (Ok(true), "true") => argv.push(format!("--{flag}")),
             (Ok(true), _) => {}
+            // `--flag=-1`: a value that starts with '-' would read as a flag
+            _ if value.starts_with('-') => argv.push(format!("--{flag}={value}")),
             _ => argv.extend([format!("--{flag}"), value.clone()]),
         }
     }
@@ -231,7 +233,7 @@ mod tests {
 
     #[test]
     fn argv_carries_values_seed_and_threads_and_parses_as_train_flags() {
-        let a = axes(&["clip-grad-norm=inf", "bidir=true,false"]);
+        let a = axes(&["clip-grad-norm=inf,-1", "bidir=true,false"]);
         let c = combos(&a).unwrap();
         let fixed: Vec<String> = ["--model", "gru", "--epochs", "1"].map(String::from).to_vec();
         let argv = train_argv(&fixed, &c[0], 3, 1);
@@ -246,6 +248,12 @@ mod tests {
             "--model gru --epochs 1 --clip-grad-norm inf --seed 3 --threads 1"
         );
         assert_eq!(c[1].slug, "clip-grad-norm-inf_bidir-false");
+        let argv = train_argv(&fixed, &c[3], 0, 1);
+        assert_eq!(
+            argv.join(" "),
+            "--model gru --epochs 1 --clip-grad-norm=-1 --seed 0 --threads 1"
+        );
+        check_train_flags(&argv).unwrap();
         // a value of the wrong type fails before any run starts
         let bad = combos(&axes(&["lr=fast"])).unwrap();
         let err = check_train_flags(&train_argv(&fixed, &bad[0], 0, 1)).unwrap_err();
