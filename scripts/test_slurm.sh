@@ -12,7 +12,7 @@ rnnlab=${RNNLAB:-$root/target/release/rnnlab}
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/rnnlab-slurm.XXXXXX")
 cleanup() {
-    scripts/slurm_local.sh stop "$work/cluster" || true
+    "$root/scripts/slurm_local.sh" stop "$work/cluster" || true
     rm -rf "$work"
 }
 trap cleanup EXIT
