@@ -127,6 +127,9 @@ pub fn compare(runs: &[Run], results: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(written)
 }
 
+/// A finished sweep run: its folder, config and test accuracy.
+type SweepRun = (PathBuf, RnnRunConfig, f64);
+
 /// The comparison from the newest sweep whose only axis is `model` and that
 /// finished runs of two or more models of `recipe` (unidirectional): each
 /// model's curves as mean ± sd bands over its seeds. `None` when there is no
@@ -137,7 +140,7 @@ fn compare_sweep(
     suffix: &str,
 ) -> anyhow::Result<Option<Vec<PathBuf>>> {
     for (dir, sweep) in crate::sweep::report::model_sweeps(results) {
-        let mut by_model: Vec<(ModelKind, Vec<(PathBuf, RnnRunConfig, f64)>)> = Vec::new();
+        let mut by_model: Vec<(ModelKind, Vec<SweepRun>)> = Vec::new();
         for spec in &sweep.runs {
             let rd = crate::sweep::exec::run_dir(&dir, spec);
             let (Ok(config), Ok(summary)) =

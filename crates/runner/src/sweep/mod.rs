@@ -4,13 +4,13 @@
 //! processes or as a Slurm job array; then a report over seeds, ranked on
 //! validation scores only (docs/sweeps.md).
 //!
-//! - [`grid`]: `--grid` and `--seeds` expanded into runs (pure)
-//! - [`manifest`]: `sweep.json`
-//! - [`exec`]: one run as a child process: skip, resume or start
-//! - [`local`]: `--jobs N` workers and the progress bar
-//! - [`slurm`]: the job-array script, `sbatch`, `squeue`/`sacct`
-//! - [`status`]: done / running / failed / pending per run
-//! - [`report`]: mean, sd, min, max over seeds; `report.md`, `report.csv`, figures
+//! - [`grid`][]: `--grid` and `--seeds` expanded into runs (pure)
+//! - [`manifest`][]: `sweep.json`
+//! - [`exec`][]: one run as a child process: skip, resume or start
+//! - [`local`][]: `--jobs N` workers and the progress bar
+//! - [`slurm`][]: the job-array script, `sbatch`, `squeue`/`sacct`
+//! - [`status`][]: done / running / failed / pending per run
+//! - [`report`][]: mean, sd, min, max over seeds; `report.md`, `report.csv`, figures
 
 pub mod exec;
 pub mod grid;
@@ -36,7 +36,7 @@ pub struct SweepArgs {
 #[derive(Subcommand, Debug, Clone)]
 pub enum SweepCommand {
     /// Start (or continue) a sweep: every grid combination times every seed.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Run number INDEX of a sweep (what each Slurm array task runs).
     Task {
         /// The sweep folder (holding sweep.json).

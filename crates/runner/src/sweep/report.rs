@@ -108,8 +108,11 @@ pub struct Report {
     pub unfinished: Vec<PathBuf>,
 }
 
+/// A summary's numbers by field name.
+type Numbers = BTreeMap<String, f64>;
+
 /// Numeric top-level fields of a summary, by name.
-fn numbers(summary: &RunSummary) -> anyhow::Result<BTreeMap<String, f64>> {
+fn numbers(summary: &RunSummary) -> anyhow::Result<Numbers> {
     let value = serde_json::to_value(summary)?;
     Ok(value
         .as_object()
@@ -121,7 +124,8 @@ fn numbers(summary: &RunSummary) -> anyhow::Result<BTreeMap<String, f64>> {
 /// ranks the combinations on the validation score only.
 pub fn aggregate(sweep: &Sweep, dir: &Path) -> anyhow::Result<Report> {
     let mut chosen: Option<Selection> = None;
-    let mut combos: Vec<(String, Vec<PathBuf>, Vec<BTreeMap<String, f64>>)> = Vec::new();
+    // (combination, its run folders, the numbers of its finished runs)
+    let mut combos: Vec<(String, Vec<PathBuf>, Vec<Numbers>)> = Vec::new();
     let mut unfinished = Vec::new();
     for run in &sweep.runs {
         if combos.last().is_none_or(|c| c.0 != run.combo) {
@@ -434,7 +438,7 @@ pub fn model_sweeps(results: &Path) -> Vec<(PathBuf, Sweep)> {
             only_model.then_some((modified, dir, sweep))
         })
         .collect();
-    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.sort_by_key(|f| std::cmp::Reverse(f.0));
     found.into_iter().map(|(_, d, s)| (d, s)).collect()
 }
 
