@@ -146,6 +146,25 @@ fn skips_finished_runs_resumes_killed_ones_and_reports_failures() {
     assert!(!out.status.success() && text(&out).contains("other runs"), "{}", text(&out));
 }
 
+/// `rnnlab plots` draws the RNN vs LSTM vs GRU comparison from a sweep over
+/// `model` (here the only runs under results/, so nothing else can draw it).
+#[test]
+fn plots_compare_models_from_a_sweep_over_model() {
+    let dir = workspace();
+    let mut sweep = vec!["sweep", "run", "--name", "models", "--grid", "model=gru,lstm"];
+    sweep.extend(["--seeds", "0-1", "--jobs", "2", "--root", "plots/sweeps", "--"]);
+    sweep.extend(&TINY[2..]);
+    sweep.extend(["--epochs", "1"]);
+    let out = rnnlab(dir, &sweep);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = rnnlab(dir, &["plots", "--results", "plots"]);
+    assert!(out.status.success(), "{}", text(&out));
+    for what in ["loss", "accuracy"] {
+        let png = dir.join(format!("plots/rnn-comparison-{what}.png"));
+        assert_eq!(figures::png_size(&png).unwrap(), figures::SIZE, "{}", png.display());
+    }
+}
+
 #[test]
 fn bad_flags_fail_before_any_run_starts() {
     let dir = scratch("flags");

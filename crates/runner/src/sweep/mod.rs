@@ -78,8 +78,8 @@ pub struct RunArgs {
     /// Seeds of every combination: numbers and ranges, `0-7`, `0,3,5`.
     #[arg(long, default_value = "0")]
     pub seeds: String,
-    /// Runs at once on this machine (child processes).
-    #[arg(long, default_value_t = 1)]
+    /// Runs at once on this machine (child processes); with --slurm, use --max-running.
+    #[arg(long, default_value_t = 1, conflicts_with = "slurm")]
     pub jobs: usize,
     /// Intra-op CPU threads of each run.
     #[arg(long, default_value_t = 1)]
