@@ -123,3 +123,11 @@ notebook: notebooks-build
 	@if [ -z "$(filter $(NB),$(NOTEBOOKS))" ] || [ -z "$(NB)" ]; then \
 		echo "NB=$(NB): name one notebook of: $(NOTEBOOKS)"; exit 2; fi
 	QUICK=$(QUICK) DEVICE=$(DEVICE) target/release/$(NB)
+
+## Sweeps (docs/sweeps.md): `make test-slurm` starts a one-node Slurm cluster on
+## this machine (root, `./scripts/setup.sh --slurm`), runs a 4-run sweep as a job
+## array through it, checks `sweep status` and `sweep report`, and stops the cluster.
+.PHONY: test-slurm
+test-slurm: build
+	@./scripts/setup.sh --slurm >/dev/null
+	./scripts/test_slurm.sh

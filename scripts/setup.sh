@@ -41,3 +41,18 @@ if ! command -v espeak-ng >/dev/null 2>&1; then
       "brew install espeak-ng (macOS); make data and the data tests need it" >&2
   fi
 fi
+
+# `./scripts/setup.sh --slurm`: Slurm and munge for `rnnlab sweep run --slurm`
+# and `make test-slurm` (docs/sweeps.md).
+if [ "${1:-}" = "--slurm" ]; then
+  if command -v sbatch >/dev/null 2>&1 && command -v slurmctld >/dev/null 2>&1 \
+      && command -v munged >/dev/null 2>&1; then
+    echo "setup: Slurm and munge are installed"
+  elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing slurm-wlm and munge (apt-get)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null
+  else
+    echo "setup: Slurm is missing: sudo apt-get install slurm-wlm munge (Debian/Ubuntu)" >&2
+    exit 1
+  fi
+fi

@@ -1,14 +1,20 @@
 //! rnnlab's figures, shared by `rnnlab plots` and the ported notebooks: the
-//! embedded font, reading `metrics.csv`, row-averaging, and two drawers (a
-//! generic multi-series line chart and a loss curve with its smoothed
-//! version), all PNG through plotters' bitmap backend.
+//! embedded font, reading `metrics.csv`, row-averaging, and four drawers (a
+//! generic multi-series line chart, a loss curve with its smoothed
+//! version, mean ± sd bands over seeds, a strip plot), all PNG through
+//! plotters' bitmap backend.
 //!
 //! Text needs no system font: DejaVu Sans (assets/DejaVuSans.ttf, licence
 //! beside it) is compiled into the binary and registered with plotters'
 //! `ab_glyph` backend under [`FONT`]. Call [`register_fonts`] once before
 //! drawing (the drawers here do it themselves).
 
+pub mod band;
 pub mod scatter;
+pub mod strip;
+
+pub use band::{mean_sd, Band, BandChart, BandPoint};
+pub use strip::{Strip, StripChart};
 
 use anyhow::{anyhow, bail, Context};
 use plotters::prelude::*;
@@ -55,6 +61,16 @@ const LIGHT: [RGBColor; 10] = [
     RGBColor(219, 219, 141),
     RGBColor(158, 218, 229),
 ];
+
+/// Width and height of a PNG file, read from its header (the IHDR chunk).
+pub fn png_size(path: &Path) -> anyhow::Result<(u32, u32)> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    if bytes.len() < 24 || &bytes[..8] != b"\x89PNG\r\n\x1a\n" || &bytes[12..16] != b"IHDR" {
+        bail!("{} is not a PNG file", path.display());
+    }
+    let be = |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+    Ok((be(16), be(20)))
+}
 
 /// Colour of category `i` of `n` (a speaker, say): matplotlib's tab20, strong
 /// colours first, up to 20 categories; beyond, hues a golden-ratio step apart
@@ -258,13 +274,15 @@ impl LineChart {
     }
 }
 
-/// A tick label: whole numbers without decimals (steps, epochs), others as
-/// plotters prints them.
+/// A tick label: whole numbers without decimals (steps, epochs), others with
+/// at most six.
 fn tick(x: f64) -> String {
     if x.fract() == 0.0 && x.abs() < 1e15 {
         format!("{x:.0}")
     } else {
-        format!("{x}")
+        // at most six decimals, so that 2.6 does not print as 2.5999999999999996
+        let s = format!("{x:.6}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
     }
 }
 

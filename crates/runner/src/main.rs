@@ -12,6 +12,7 @@ mod info;
 mod mfcc_cmd;
 mod plots;
 mod speaker;
+mod sweep;
 mod train;
 mod train_rnn;
 mod wavenet;
@@ -48,10 +49,16 @@ enum Command {
     Data(data_cmd::DataArgs),
     /// Speed measurements: `bench mfcc`.
     Bench(bench::BenchArgs),
+    /// Grids of training runs over seeds, locally or as a Slurm job array, and their report.
+    Sweep(sweep::SweepArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Command::Sweep(args) = &cli.command {
+        // the runs resolve the device themselves; the sweep only passes it on
+        return sweep::dispatch(args, cli.device);
+    }
     let device = cli.device.resolve()?;
     match cli.command {
         Command::Info => info::run(device),
@@ -62,5 +69,6 @@ fn main() -> anyhow::Result<()> {
         Command::Mfcc(args) => mfcc_cmd::run(&args),
         Command::Data(args) => data_cmd::run(&args),
         Command::Bench(args) => bench::run(&args, device),
+        Command::Sweep(_) => unreachable!("handled above"),
     }
 }

@@ -65,9 +65,14 @@ impl RunDir {
     /// Writes `name` (e.g. `config.json`) atomically.
     pub fn write_json(&self, name: &str, value: &impl Serialize) -> anyhow::Result<()> {
         let text = serde_json::to_string_pretty(value)?;
+        self.write_file(name, (text + "\n").as_bytes())
+    }
+
+    /// Writes `name` (any file: a report, a script) atomically.
+    pub fn write_file(&self, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
         let target = self.file(name);
         let tmp = self.file(&format!(".{name}.tmp"));
-        fs::write(&tmp, text + "\n").with_context(|| format!("writing {}", tmp.display()))?;
+        fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
         fs::rename(&tmp, &target).with_context(|| format!("writing {}", target.display()))
     }
 

@@ -85,7 +85,7 @@ fn plot_run(run: &Run) -> anyhow::Result<Vec<PathBuf>> {
 pub fn run(args: &PlotsArgs) -> anyhow::Result<()> {
     figures::register_fonts()?;
     let runs = find_runs(&args.results)?;
-    if runs.is_empty() {
+    if runs.is_empty() && crate::sweep::report::model_sweeps(&args.results).is_empty() {
         println!(
             "no runs under {}: train one first, e.g. `make train` (GRU on speech) or \
              `make wavenet`, then run `rnnlab plots` again",

@@ -2,12 +2,15 @@
 //! `gru`, each uni- or bidirectional): per run the training loss (raw and
 //! averaged over rows of `valid_every` steps, as the makemore lecture does)
 //! with the validation loss, and the validation and test accuracy; across runs the coursework's theory
-//! question 3 figure, RNN against LSTM against GRU, from real runs.
+//! question 3 figure, RNN against LSTM against GRU, from real runs: from a
+//! sweep over `model` (mean ± sd bands over its seeds) when one exists under
+//! `<results>/sweeps`, else from the latest run of each model.
 
 use super::Run;
+use crate::sweep::report::stats;
 use crate::train::ModelKind;
 use crate::train_rnn::RnnRunConfig;
-use figures::{row_average, LineChart, LossCurve, Metrics, Series};
+use figures::{mean_sd, row_average, Band, BandChart, LineChart, LossCurve, Metrics, Series};
 use std::path::{Path, PathBuf};
 
 /// The models drawn here, in the comparison's order.
@@ -87,11 +90,15 @@ fn latest_per_model<'a>(runs: &'a [Run], recipe: &str) -> Vec<(&'a Run, &'a RnnR
 pub fn compare(runs: &[Run], results: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut written = Vec::new();
     for recipe in ["default", "coursework"] {
+        let suffix = if recipe == "default" { String::new() } else { format!("-{recipe}") };
+        if let Some(files) = compare_sweep(results, recipe, &suffix)? {
+            written.extend(files);
+            continue;
+        }
         let chosen = latest_per_model(runs, recipe);
         if chosen.len() < 2 {
             continue;
         }
-        let suffix = if recipe == "default" { String::new() } else { format!("-{recipe}") };
         let mut loss = LineChart::new(
             format!("RNN vs LSTM vs GRU ({recipe} recipe): training loss"),
             "step",
@@ -118,4 +125,77 @@ pub fn compare(runs: &[Run], results: &Path) -> anyhow::Result<Vec<PathBuf>> {
         }
     }
     Ok(written)
+}
+
+/// A finished sweep run: its folder, config and test accuracy.
+type SweepRun = (PathBuf, RnnRunConfig, f64);
+
+/// The comparison from the newest sweep whose only axis is `model` and that
+/// finished runs of two or more models of `recipe` (unidirectional): each
+/// model's curves as mean ± sd bands over its seeds. `None` when there is no
+/// such sweep.
+fn compare_sweep(
+    results: &Path,
+    recipe: &str,
+    suffix: &str,
+) -> anyhow::Result<Option<Vec<PathBuf>>> {
+    for (dir, sweep) in crate::sweep::report::model_sweeps(results) {
+        let mut by_model: Vec<(ModelKind, Vec<SweepRun>)> = Vec::new();
+        for spec in &sweep.runs {
+            let rd = crate::sweep::exec::run_dir(&dir, spec);
+            let (Ok(config), Ok(summary)) =
+                (crate::config::RunConfig::read(&rd), crate::config::RunSummary::read(&rd))
+            else {
+                continue;
+            };
+            let (Some(cfg), Some(s)) = (config.as_rnn(), summary.as_rnn()) else { continue };
+            if cfg.bidirectional || cfg.recipe != recipe || !MODELS.contains(&config.kind()) {
+                continue;
+            }
+            let entry = match by_model.iter_mut().find(|(m, _)| *m == config.kind()) {
+                Some(e) => e,
+                None => {
+                    by_model.push((config.kind(), Vec::new()));
+                    by_model.last_mut().expect("pushed")
+                }
+            };
+            entry.1.push((rd, cfg.clone(), s.test_accuracy));
+        }
+        if by_model.len() < 2 {
+            continue;
+        }
+        by_model.sort_by_key(|(m, _)| MODELS.iter().position(|x| x == m));
+        let title = |what: &str| {
+            format!("RNN vs LSTM vs GRU ({recipe}, sweep {}): {what}, mean ± sd", sweep.name)
+        };
+        let mut loss = BandChart::new(
+            title("training loss"),
+            "step",
+            "cross-entropy (mean over rows of steps)",
+        );
+        let mut acc = BandChart::new(title("validation accuracy"), "step", "validation accuracy");
+        for (i, (model, runs)) in by_model.iter().enumerate() {
+            let tests: Vec<f64> = runs.iter().map(|r| r.2).collect();
+            let t = stats(&tests);
+            let label =
+                format!("{} (test {:.3} ± {:.3}, {} seeds)", name(*model), t.mean, t.sd, t.n);
+            let (mut losses, mut accs) = (Vec::new(), Vec::new());
+            for (rd, cfg, _) in runs {
+                let m = Metrics::read(&rd.join("metrics.csv"))?;
+                losses.push(row_average(&m.xy("step", "loss")?, cfg.valid_every.max(1)));
+                accs.push(m.xy("step", "valid_acc")?);
+            }
+            loss.bands.push(Band { label: label.clone(), points: mean_sd(&losses), colour: i });
+            acc.bands.push(Band { label, points: mean_sd(&accs), colour: i });
+        }
+        acc.y_range = Some((0.0, 1.02));
+        let mut written = Vec::new();
+        for (chart, what) in [(loss, "loss"), (acc, "accuracy")] {
+            let path = results.join(format!("rnn-comparison-{what}{suffix}.png"));
+            chart.draw(&path)?;
+            written.push(path);
+        }
+        return Ok(Some(written));
+    }
+    Ok(None)
 }
