@@ -8,6 +8,7 @@ mod bench_rnn;
 mod config;
 mod data_cmd;
 mod device;
+mod embed;
 mod info;
 mod mfcc_cmd;
 mod plots;
@@ -48,6 +49,11 @@ enum Command {
     Data(data_cmd::DataArgs),
     /// Speed measurements: `bench mfcc`.
     Bench(bench::BenchArgs),
+    /// Embed every WAV under a folder with a trained speaker run (CSV: file, e0, e1, ...).
+    Embed(embed::EmbedArgs),
+    /// Group the WAVs under a folder by speaker with a trained speaker run
+    /// (k-means; CSV: file, cluster, and a scatter plot).
+    Cluster(embed::ClusterArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -62,5 +68,7 @@ fn main() -> anyhow::Result<()> {
         Command::Mfcc(args) => mfcc_cmd::run(&args),
         Command::Data(args) => data_cmd::run(&args),
         Command::Bench(args) => bench::run(&args, device),
+        Command::Embed(args) => embed::embed(&args),
+        Command::Cluster(args) => embed::cluster(&args),
     }
 }

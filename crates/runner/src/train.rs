@@ -95,15 +95,20 @@ pub struct TrainArgs {
     /// Embedding size per character (wavenet: 24).
     #[arg(long, allow_negative_numbers = true)]
     pub embd: Option<i64>,
-    /// Optimisation recipe (wavenet): `lecture` (default) or `tuned`.
-    #[arg(long, value_enum)]
-    pub recipe: Option<crate::wavenet::Recipe>,
+    /// Named recipe: wavenet `lecture` (default) or `tuned`; speaker
+    /// `default` or `lab` (the lab's proxy loss).
+    #[arg(long, value_parser = ["lecture", "tuned", "default", "lab"])]
+    pub recipe: Option<String>,
     /// Intra-op CPU threads (default: the model's choice).
     #[arg(long)]
     pub threads: Option<i32>,
     /// Whole speakers kept out of training (speaker); their embeddings are clustered.
     #[arg(long)]
     pub holdout_speakers: Option<usize>,
+    /// Whole speakers kept out of training to choose the best checkpoint on
+    /// (speaker; default recipe 4, lab 0).
+    #[arg(long)]
+    pub val_speakers: Option<usize>,
     /// Epochs between learning-rate decays, StepLR (speaker: 20).
     #[arg(long)]
     pub step_size: Option<usize>,
@@ -134,7 +139,8 @@ fn model_flags(args: &TrainArgs) -> Vec<(&'static str, bool, &'static [Applies])
         ("--steps", args.steps.is_some(), &[Wavenet]),
         ("--layers", args.layers.is_some(), &[Rnn, Speaker]),
         ("--embd", args.embd.is_some(), &[Wavenet]),
-        ("--recipe", args.recipe.is_some(), &[Wavenet]),
+        ("--recipe", args.recipe.is_some(), &[Wavenet, Speaker]),
+        ("--val-speakers", args.val_speakers.is_some(), &[Speaker]),
         ("--holdout-speakers", args.holdout_speakers.is_some(), &[Speaker]),
         ("--step-size", args.step_size.is_some(), &[Speaker]),
         ("--gamma", args.gamma.is_some(), &[Speaker]),
