@@ -191,7 +191,7 @@ pub fn pair_auc(points: &Tensor, labels: &Tensor) -> Option<f64> {
     let d = sq_dists(&x, &x); // [N, N]
     let pairs = Tensor::ones([n, n], (Kind::Bool, Device::Cpu)).triu(1);
     let same = y.unsqueeze(1).eq_tensor(&y.unsqueeze(0));
-    let d_same = d.masked_select(&(&pairs).logical_and(&same));
+    let d_same = d.masked_select(&pairs.logical_and(&same));
     let d_diff = d.masked_select(&pairs.logical_and(&same.logical_not()));
     let (ns, nd) = (d_same.size()[0], d_diff.size()[0]);
     if ns == 0 || nd == 0 {

@@ -346,7 +346,8 @@ mod tests {
         for f in ["s1/b.wav", "s1/deep/a.WAV", "top.wav", "notes.txt", ".hidden.wav"] {
             std::fs::write(dir.join(f), b"").unwrap();
         }
-        let found: Vec<String> = wav_files(dir).unwrap().iter().map(|f| relative(f, dir)).collect();
+        let found: Vec<String> =
+            wav_files(&dir).unwrap().iter().map(|f| relative(f, &dir)).collect();
         assert_eq!(found, ["s1/b.wav", "s1/deep/a.WAV", "top.wav"]);
         let empty = dir.join("s1/deep/none");
         std::fs::create_dir(&empty).unwrap();

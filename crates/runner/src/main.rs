@@ -31,6 +31,8 @@ struct Cli {
     command: Command,
 }
 
+// `train`'s flags make its variant the large one; a command is parsed once.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Versions, the libtorch in use, CUDA and cuDNN availability, threads.

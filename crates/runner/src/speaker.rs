@@ -43,7 +43,7 @@ use data::speakers::{
 };
 use data::speech_commands::DEFAULT_CACHE_DIR;
 use models::cluster::{baseline_purity, kmeans_purity, pair_auc, pca_2d, KMeansConfig};
-use models::speaker::{accuracy, SpeakerConfig, SpeakerModel};
+use models::speaker::{accuracy, ProxyLoss, SpeakerConfig, SpeakerHead, SpeakerModel};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -493,6 +493,41 @@ fn default_val_speakers(recipe: usize, speakers: usize, holdout: usize) -> usize
     }
 }
 
+/// The recipe's head with `--scale`, `--margin`, `--embedding` and `--dropout` applied.
+fn head(rec: &SpeakerRecipe, args: &TrainArgs) -> anyhow::Result<SpeakerHead> {
+    let mut h = rec.head;
+    match &mut h.loss {
+        ProxyLoss::Cosine { scale, margin } => {
+            *scale = args.scale.unwrap_or(*scale);
+            *margin = args.margin.unwrap_or(*margin);
+            if !(*scale > 0.0 && scale.is_finite()) {
+                bail!("--scale must be positive, got {scale}");
+            }
+            if !(0.0..1.0).contains(margin) {
+                bail!("--margin must be in [0, 1), got {margin}");
+            }
+        }
+        ProxyLoss::Distance => {
+            if args.scale.is_some() || args.margin.is_some() {
+                bail!("--scale and --margin apply to the cosine head (--recipe default), not --recipe {}", rec.name);
+            }
+        }
+    }
+    if let Some(e) = args.embedding {
+        if e < 0 {
+            bail!("--embedding must be 0 (no projection) or positive, got {e}");
+        }
+        h.projection = (e > 0).then_some(e);
+    }
+    if let Some(p) = args.dropout {
+        if !(0.0..1.0).contains(&p) {
+            bail!("--dropout must be in [0, 1), got {p}");
+        }
+        h.dropout = p;
+    }
+    Ok(h)
+}
+
 pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
     let resumed: Option<SpeakerRunConfig> = match &args.resume {
         Some(dir) => match RunConfig::read(dir)? {
@@ -622,7 +657,7 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
             hidden_size: args.hidden.unwrap_or(rec.hidden_size),
             num_layers: args.layers.unwrap_or(rec.num_layers),
             num_speakers: split.train_speakers.len() as i64,
-            head: rec.head,
+            head: head(&rec, args)?,
         },
     };
     let model = SpeakerModel::new(vs.root(), speaker);

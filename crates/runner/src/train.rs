@@ -109,6 +109,18 @@ pub struct TrainArgs {
     /// (speaker; default recipe 4, lab 0).
     #[arg(long)]
     pub val_speakers: Option<usize>,
+    /// Speaker, cosine head: the AM-softmax scale (default recipe 30).
+    #[arg(long)]
+    pub scale: Option<f64>,
+    /// Speaker, cosine head: the AM-softmax additive margin (default recipe 0.2).
+    #[arg(long)]
+    pub margin: Option<f64>,
+    /// Speaker: width of the embedding's projection (default recipe 128; 0: none).
+    #[arg(long)]
+    pub embedding: Option<i64>,
+    /// Speaker: dropout on the pooled vector while training (default recipe 0).
+    #[arg(long)]
+    pub dropout: Option<f64>,
     /// Epochs between learning-rate decays, StepLR (speaker: 20).
     #[arg(long)]
     pub step_size: Option<usize>,
@@ -141,6 +153,10 @@ fn model_flags(args: &TrainArgs) -> Vec<(&'static str, bool, &'static [Applies])
         ("--embd", args.embd.is_some(), &[Wavenet]),
         ("--recipe", args.recipe.is_some(), &[Wavenet, Speaker]),
         ("--val-speakers", args.val_speakers.is_some(), &[Speaker]),
+        ("--scale", args.scale.is_some(), &[Speaker]),
+        ("--margin", args.margin.is_some(), &[Speaker]),
+        ("--embedding", args.embedding.is_some(), &[Speaker]),
+        ("--dropout", args.dropout.is_some(), &[Speaker]),
         ("--holdout-speakers", args.holdout_speakers.is_some(), &[Speaker]),
         ("--step-size", args.step_size.is_some(), &[Speaker]),
         ("--gamma", args.gamma.is_some(), &[Speaker]),
