@@ -128,19 +128,28 @@ impl SpeakerCorpus {
     }
 
     /// Splits the corpus: `holdout_speakers` whole speakers (drawn with `seed`) are
-    /// kept out of training ("unseen"); of every other speaker, `eval_fraction` of the
-    /// utterances (rounded, at least one when the speaker has two or more) go to
-    /// evaluation and the rest to training. Errors when fewer than two training
-    /// speakers would remain.
+    /// kept out of training ("unseen"), then `val_speakers` more ("validation", drawn
+    /// next from the same order, so adding validation speakers keeps the unseen ones);
+    /// of every other speaker, `eval_fraction` of the utterances (rounded, at least one
+    /// when the speaker has two or more) go to evaluation and the rest to training.
+    /// Errors when fewer than two training speakers would remain, or when one
+    /// validation speaker is asked for (a clustering needs two).
     pub fn split(&self, cfg: &SplitConfig) -> Result<SpeakerSplit> {
         let n = self.speakers.len();
-        if cfg.holdout_speakers + 2 > n {
+        if cfg.holdout_speakers + cfg.val_speakers + 2 > n {
             return Err(DataError::dataset(
                 &self.root,
                 format!(
-                    "holding out {} of {n} speakers leaves fewer than 2 to train on",
-                    cfg.holdout_speakers
+                    "holding out {} unseen and {} validation speakers of {n} leaves fewer \
+                     than 2 to train on",
+                    cfg.holdout_speakers, cfg.val_speakers
                 ),
+            ));
+        }
+        if cfg.val_speakers == 1 {
+            return Err(DataError::dataset(
+                &self.root,
+                "1 validation speaker: validation clusters speakers, so it needs 0 or at least 2",
             ));
         }
         if !(0.0..1.0).contains(&cfg.eval_fraction) {
@@ -152,13 +161,18 @@ impl SpeakerCorpus {
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
         let mut order: Vec<usize> = (0..n).collect();
         order.shuffle(&mut rng);
-        let mut unseen_ids: Vec<usize> = order[..cfg.holdout_speakers].to_vec();
+        let h = cfg.holdout_speakers;
+        let mut unseen_ids: Vec<usize> = order[..h].to_vec();
         unseen_ids.sort();
-        let train_ids: Vec<usize> = (0..n).filter(|s| !unseen_ids.contains(s)).collect();
+        let mut val_ids: Vec<usize> = order[h..h + cfg.val_speakers].to_vec();
+        val_ids.sort();
+        let train_ids: Vec<usize> =
+            (0..n).filter(|s| !unseen_ids.contains(s) && !val_ids.contains(s)).collect();
 
         let mut split = SpeakerSplit {
             train_speakers: train_ids.iter().map(|&s| self.speakers[s].clone()).collect(),
             unseen_speakers: unseen_ids.iter().map(|&s| self.speakers[s].clone()).collect(),
+            val_speakers: val_ids.iter().map(|&s| self.speakers[s].clone()).collect(),
             ..Default::default()
         };
         for (label, &s) in train_ids.iter().enumerate() {
@@ -176,14 +190,19 @@ impl SpeakerCorpus {
             split.eval.extend(eval.iter().map(tag));
             split.train.extend(train.iter().map(tag));
         }
-        for (label, &s) in unseen_ids.iter().enumerate() {
-            split.unseen.extend(
-                self.utterances
-                    .iter()
-                    .filter(|u| u.speaker == s)
-                    .map(|u| Utterance { path: u.path.clone(), speaker: label }),
-            );
-        }
+        let whole = |ids: &[usize]| -> Vec<Utterance> {
+            ids.iter()
+                .enumerate()
+                .flat_map(|(label, &s)| {
+                    self.utterances
+                        .iter()
+                        .filter(move |u| u.speaker == s)
+                        .map(move |u| Utterance { path: u.path.clone(), speaker: label })
+                })
+                .collect()
+        };
+        split.unseen = whole(&unseen_ids);
+        split.val = whole(&val_ids);
         // Keep each list in corpus order (speaker, then file name) for readable outputs.
         for list in [&mut split.train, &mut split.eval] {
             list.sort_by(|a, b| (a.speaker, &a.path).cmp(&(b.speaker, &b.path)));
@@ -207,26 +226,59 @@ pub fn utterance_features(
 pub struct SplitConfig {
     /// Fraction of each training speaker's utterances kept for evaluation.
     pub eval_fraction: f64,
-    /// Whole speakers kept out of training.
+    /// Whole speakers kept out of training and scored at the end ("unseen").
     pub holdout_speakers: usize,
+    /// Whole speakers kept out of training to choose the checkpoint on.
+    #[serde(default)]
+    pub val_speakers: usize,
     pub seed: u64,
 }
 
 impl Default for SplitConfig {
     fn default() -> Self {
-        Self { eval_fraction: 0.2, holdout_speakers: 0, seed: 0 }
+        Self { eval_fraction: 0.2, holdout_speakers: 0, val_speakers: 0, seed: 0 }
     }
 }
 
 /// The result of [`SpeakerCorpus::split`]. In `train` and `eval`, `speaker` indexes
-/// `train_speakers` (the proxies); in `unseen` it indexes `unseen_speakers`.
+/// `train_speakers` (the proxies); in `unseen` it indexes `unseen_speakers`, in `val`
+/// `val_speakers`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SpeakerSplit {
     pub train_speakers: Vec<String>,
     pub unseen_speakers: Vec<String>,
+    #[serde(default)]
+    pub val_speakers: Vec<String>,
     pub train: Vec<Utterance>,
     pub eval: Vec<Utterance>,
     pub unseen: Vec<Utterance>,
+    #[serde(default)]
+    pub val: Vec<Utterance>,
+}
+
+/// MFCC frames of a window that hold the clip's audio, from the WAV header:
+/// the clip's length at 16 kHz (`frames * 16000 / rate`, rounded), cut to
+/// `window` samples, gives `1 + samples / hop` centred frames (at least 1, at
+/// most `1 + window / hop`). Errors name the file.
+pub fn valid_frames(path: &Path, window: usize, hop: usize) -> Result<usize> {
+    let reader = hound::WavReader::open(path)
+        .map_err(|e| DataError::Wav { path: path.into(), reason: e.to_string() })?;
+    let spec = reader.spec();
+    if spec.sample_rate == 0 || spec.channels == 0 {
+        return Err(DataError::Wav {
+            path: path.into(),
+            reason: "the header declares 0 channels or a rate of 0 Hz".into(),
+        });
+    }
+    let samples = (reader.duration() as f64 * SAMPLE_RATE as f64 / spec.sample_rate as f64).round();
+    let samples = (samples as usize).min(window);
+    Ok(1 + samples / hop.max(1))
+}
+
+/// [`valid_frames`] of every utterance in a [`WINDOW_SAMPLES`] window with the
+/// MFCC hop of 512, in order.
+pub fn utterance_frames(utts: &[Utterance]) -> Result<Vec<i64>> {
+    utts.par_iter().map(|u| valid_frames(&u.path, WINDOW_SAMPLES, 512).map(|f| f as i64)).collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -586,7 +638,7 @@ mod tests {
     fn seeded_split_keeps_speakers_whole_and_utterances_apart() {
         let dir = corpus(&[("a", 10), ("b", 10), ("c", 10), ("d", 10), ("e", 1)]);
         let c = SpeakerCorpus::open(dir.path()).unwrap();
-        let cfg = SplitConfig { eval_fraction: 0.2, holdout_speakers: 2, seed: 7 };
+        let cfg = SplitConfig { eval_fraction: 0.2, holdout_speakers: 2, val_speakers: 0, seed: 7 };
         let s = c.split(&cfg).unwrap();
         assert_eq!(s.train_speakers.len(), 3);
         assert_eq!(s.unseen_speakers.len(), 2);
@@ -611,6 +663,54 @@ mod tests {
         // Too many held out.
         let e = c.split(&SplitConfig { holdout_speakers: 4, ..cfg }).unwrap_err().to_string();
         assert!(e.contains("fewer than 2 to train on"), "{e}");
+    }
+
+    #[test]
+    fn validation_speakers_are_a_third_group_and_keep_the_unseen_ones() {
+        let names: Vec<String> = (0..8).map(|i| format!("s{i}")).collect();
+        let spec: Vec<(&str, usize)> = names.iter().map(|n| (n.as_str(), 5)).collect();
+        let dir = corpus(&spec);
+        let c = SpeakerCorpus::open(dir.path()).unwrap();
+        let base = SplitConfig { holdout_speakers: 2, seed: 3, ..SplitConfig::default() };
+        let plain = c.split(&base).unwrap();
+        let s = c.split(&SplitConfig { val_speakers: 3, ..base }).unwrap();
+        assert_eq!(s.unseen_speakers, plain.unseen_speakers);
+        assert_eq!(s.unseen, plain.unseen);
+        assert_eq!((s.train_speakers.len(), s.val_speakers.len()), (3, 3));
+        for v in &s.val_speakers {
+            assert!(!s.train_speakers.contains(v) && !s.unseen_speakers.contains(v), "{v}");
+        }
+        // Every utterance of a validation speaker, labelled by its index there.
+        assert_eq!(s.val.len(), 15);
+        for u in &s.val {
+            let folder = u.path.parent().unwrap().file_name().unwrap().to_str().unwrap();
+            assert_eq!(s.val_speakers[u.speaker], folder);
+        }
+        assert!(plain.val.is_empty() && plain.val_speakers.is_empty());
+        let e = c.split(&SplitConfig { val_speakers: 5, ..base }).unwrap_err().to_string();
+        assert!(e.contains("2 unseen and 5 validation speakers of 8"), "{e}");
+        let e = c.split(&SplitConfig { val_speakers: 1, ..base }).unwrap_err().to_string();
+        assert!(e.contains("1 validation speaker"), "{e}");
+    }
+
+    #[test]
+    fn valid_frames_from_the_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.wav");
+        // 0.1 s at 16 kHz: 1600 samples, 1 + 1600 / 512 = 4 frames.
+        tone(&p, 300.0);
+        assert_eq!(valid_frames(&p, WINDOW_SAMPLES, 512).unwrap(), 4);
+        // 3 s at 8 kHz is 48,000 samples at 16 kHz, cut to the window: 47 frames.
+        let q = dir.path().join("b.wav");
+        audio::write_wav_i16(&q, &vec![0.1; 24_000], 8_000).unwrap();
+        assert_eq!(valid_frames(&q, WINDOW_SAMPLES, 512).unwrap(), WINDOW_FRAMES);
+        // 0.5 s at 44.1 kHz: 8000 samples at 16 kHz, 1 + 8000 / 512 = 16 frames.
+        audio::write_wav_i16(&q, &vec![0.1; 22_050], 44_100).unwrap();
+        assert_eq!(valid_frames(&q, WINDOW_SAMPLES, 512).unwrap(), 16);
+        let bad = dir.path().join("bad.wav");
+        std::fs::write(&bad, b"not a wav").unwrap();
+        let e = valid_frames(&bad, WINDOW_SAMPLES, 512).unwrap_err().to_string();
+        assert!(e.contains("bad.wav"), "{e}");
     }
 
     #[test]

@@ -143,6 +143,85 @@ pub fn purity(clusters: &[usize], labels: &[usize]) -> f64 {
     majority as f64 / clusters.len() as f64
 }
 
+/// Each column of `points` `[N, D]` shifted to mean 0 and scaled to standard
+/// deviation 1 over the rows (population std; a constant column becomes 0).
+pub fn zscore_columns(points: &Tensor) -> Tensor {
+    let x = points.to_device(Device::Cpu).to_kind(Kind::Double).detach();
+    let mean = x.mean_dim(0, true, Kind::Double);
+    let std = (&x - &mean).square().mean_dim(0, true, Kind::Double).sqrt();
+    let safe = std.where_self(&std.gt(1e-12), &std.ones_like());
+    (x - mean) / safe
+}
+
+/// The no-learning baseline of speaker clustering: each utterance of
+/// `frames` `[N, T, C]` (with `lengths` `[N]` valid frames) summarised by the
+/// mean and standard deviation of its features over its valid frames
+/// ([`crate::speaker::stats_pool`]), standardised per dimension over the `N`
+/// utterances ([`zscore_columns`]): `[N, 2C]` f64.
+pub fn baseline_features(frames: &Tensor, lengths: &Tensor) -> Tensor {
+    let x = frames.to_device(Device::Cpu).to_kind(Kind::Double).detach();
+    zscore_columns(&crate::speaker::stats_pool(&x, &lengths.to_device(Device::Cpu)))
+}
+
+/// Purity of k-means (`k` clusters, `config` as for the embeddings) on the
+/// [`baseline_features`] of `frames` against `labels`.
+pub fn baseline_purity(
+    frames: &Tensor,
+    lengths: &Tensor,
+    labels: &Tensor,
+    k: usize,
+    config: KMeansConfig,
+) -> Result<f64, tch::TchError> {
+    kmeans_purity(&baseline_features(frames, lengths), labels, k, config)
+}
+
+/// How well distances between the rows of `points` `[N, D]` tell speakers
+/// apart: the probability that a random same-label pair is closer (Euclidean)
+/// than a random different-label pair, ties counting one half (the area under
+/// the ROC curve of a verification test; 1 is perfect, 0.5 chance). A smooth
+/// score for choosing a checkpoint, where purity moves in steps. `None` when
+/// there are no same-label or no different-label pairs.
+pub fn pair_auc(points: &Tensor, labels: &Tensor) -> Option<f64> {
+    let x = points.to_device(Device::Cpu).to_kind(Kind::Double).detach();
+    let y = labels.to_device(Device::Cpu).to_kind(Kind::Int64);
+    let n = x.size()[0];
+    if n < 2 {
+        return None;
+    }
+    let d = sq_dists(&x, &x); // [N, N]
+    let pairs = Tensor::ones([n, n], (Kind::Bool, Device::Cpu)).triu(1);
+    let same = y.unsqueeze(1).eq_tensor(&y.unsqueeze(0));
+    let d_same = d.masked_select(&pairs.logical_and(&same));
+    let d_diff = d.masked_select(&pairs.logical_and(&same.logical_not()));
+    let (ns, nd) = (d_same.size()[0], d_diff.size()[0]);
+    if ns == 0 || nd == 0 {
+        return None;
+    }
+    // Mann-Whitney: rank all distances together (ties get their mean rank);
+    // a same-label pair wins against every larger different-label distance.
+    let all: Vec<f64> = Tensor::cat(&[&d_same, &d_diff], 0).try_into().ok()?;
+    let mut idx: Vec<usize> = (0..all.len()).collect();
+    idx.sort_by(|&a, &b| all[a].total_cmp(&all[b]));
+    let mut ranks = vec![0.0; all.len()];
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && all[idx[j + 1]] == all[idx[i]] {
+            j += 1;
+        }
+        let mean_rank = (i + j) as f64 / 2.0 + 1.0;
+        for &k in &idx[i..=j] {
+            ranks[k] = mean_rank;
+        }
+        i = j + 1;
+    }
+    let (ns, nd) = (ns as f64, nd as f64);
+    let rank_sum_diff: f64 = ranks[ns as usize..].iter().sum();
+    // U of the different-label distances: how often one exceeds a same-label one.
+    let u = rank_sum_diff - nd * (nd + 1.0) / 2.0;
+    Some(u / (ns * nd))
+}
+
 /// Projects the rows of `points` `[N, D]` on their first two principal
 /// components: `[N, 2]` f64 on the CPU. Each component's sign is fixed so that
 /// its largest loading is positive, which keeps successive plots from
@@ -227,5 +306,71 @@ mod tests {
         assert!((step - 5f64.sqrt()).abs() < 1e-9);
         // Sign fixed: the largest loading (y) is positive, so the projection grows with i.
         assert!(first[9] > first[0]);
+    }
+
+    /// Utterances `[N, T, 2]` of `per` clips a speaker whose frames are drawn
+    /// around `centres[label]` with standard deviation `spreads[label]`, and
+    /// 1e6 after each clip's length (10, 13 or 16 frames), which the baseline
+    /// must ignore.
+    fn clouds(centres: &[[f64; 2]], spreads: &[f64], per: usize) -> (Tensor, Tensor, Tensor) {
+        let opts = (Kind::Double, Device::Cpu);
+        let n = (centres.len() * per) as i64;
+        let y = Tensor::arange(n, (Kind::Int64, Device::Cpu)).remainder(centres.len() as i64);
+        let c = Tensor::from_slice2(centres).index_select(0, &y).unsqueeze(1); // [N, 1, 2]
+        let s = Tensor::from_slice(spreads).index_select(0, &y).view([-1, 1, 1]);
+        let x = c + Tensor::randn([n, 20, 2], opts) * s;
+        let lengths = Tensor::arange(n, (Kind::Int64, Device::Cpu)).remainder(3) * 3 + 10;
+        let steps = Tensor::arange(20, (Kind::Int64, Device::Cpu));
+        let pad = steps.unsqueeze(0).ge_tensor(&lengths.unsqueeze(1)).unsqueeze(-1);
+        (x.masked_fill(&pad, 1e6), lengths, y)
+    }
+
+    #[test]
+    fn baseline_separates_distinct_speakers_and_not_identical_ones() {
+        tch::manual_seed(1);
+        let cfg = KMeansConfig::default();
+        let (x, len, y) = clouds(&[[0.0, 0.0], [8.0, -8.0]], &[1.0, 1.5], 30);
+        assert_eq!(baseline_purity(&x, &len, &y, 2, cfg).unwrap(), 1.0);
+        // The features: 2 means and 2 stds, z-scored over the utterances;
+        // utterance 0's first mean over its 10 valid frames, by hand.
+        let f = baseline_features(&x, &len);
+        assert_eq!(f.size(), [60, 4]);
+        let means: Vec<f64> = (0..60)
+            .map(|i| {
+                let l = len.int64_value(&[i]);
+                let v: Vec<f64> = x.get(i).narrow(0, 0, l).select(1, 0).try_into().unwrap();
+                v.iter().sum::<f64>() / l as f64
+            })
+            .collect();
+        let mu = means.iter().sum::<f64>() / 60.0;
+        let sd = (means.iter().map(|v| (v - mu).powi(2)).sum::<f64>() / 60.0).sqrt();
+        assert!((f.double_value(&[0, 0]) - (means[0] - mu) / sd).abs() < 1e-9);
+        let col: Vec<f64> = f.select(1, 3).try_into().unwrap();
+        let (m, v) =
+            (col.iter().sum::<f64>() / 60.0, col.iter().map(|c| c * c).sum::<f64>() / 60.0);
+        assert!(m.abs() < 1e-9 && (v - 1.0).abs() < 1e-9, "column mean {m}, variance {v}");
+        // Identical speakers: the clusters follow noise, about half right.
+        let (x, len, y) = clouds(&[[0.0, 0.0], [0.0, 0.0]], &[1.0, 1.0], 40);
+        let p = baseline_purity(&x, &len, &y, 2, cfg).unwrap();
+        assert!(p < 0.7, "purity {p} for indistinguishable speakers");
+    }
+
+    #[test]
+    fn pair_auc_of_hand_made_cases() {
+        // On a line: a = {0, 1}, b = {10, 12}. Same pairs: 1 and 4 (squared);
+        // different pairs: 100, 144, 81, 121. Every same pair is closer.
+        let p = Tensor::from_slice2(&[[0.0], [1.0], [10.0], [12.0]]);
+        let y = Tensor::from_slice(&[0i64, 0, 1, 1]);
+        assert_eq!(pair_auc(&p, &y), Some(1.0));
+        // a = {0, 10}, b = {1, 12}: same 100, 121; different 1, 144, 81, 4.
+        // Same 100 beats 144 only; 121 beats 144 only: 2 of 8.
+        let y = Tensor::from_slice(&[0i64, 1, 0, 1]);
+        assert_eq!(pair_auc(&p, &y), Some(0.25));
+        // A tie counts one half.
+        let y = Tensor::from_slice(&[0i64, 0, 1]);
+        let q = Tensor::from_slice2(&[[0.0], [1.0], [-1.0]]);
+        // q: same (0,1) = 1; different (0,2) = 1, (1,2) = 4: one tie, one win.
+        assert_eq!(pair_auc(&q, &y), Some(0.75));
+        assert_eq!(pair_auc(&q, &Tensor::from_slice(&[0i64, 0, 0])), None);
     }
 }

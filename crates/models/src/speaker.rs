@@ -1,20 +1,31 @@
 //! The speaker-clustering lab: a bidirectional LSTM over MFCC frames whose
-//! utterance embeddings are pulled towards one learned proxy per speaker
-//! (a proxy loss in the style of Proxy-NCA, Movshovitz-Attias et al. 2017,
-//! with Euclidean distances as logits).
+//! utterance embeddings are pulled towards one learned proxy per speaker.
+//!
+//! Two heads ([`SpeakerHead`]):
+//!
+//! - the lab's ([`SpeakerHead::LAB`]): the last states joined with the
+//!   time-mean, and a proxy loss in the style of Proxy-NCA
+//!   (Movshovitz-Attias et al. 2017) with Euclidean distances as logits;
+//! - statistics pooling (mean and standard deviation of the BiLSTM outputs
+//!   over an utterance's valid frames, as x-vectors, Snyder et al. 2018), an
+//!   optional linear projection, L2-normalised embeddings and cosine proxies
+//!   with a scale and an additive margin (AM-softmax, Wang et al. 2018).
 //!
 //! ```text
 //! x [B, T, I] --BiLSTM--> out [B, T, 2H] --chunk(2, -1)--> fwd, bwd [B, T, H]
-//! emb = cat(fwd[:, -1], bwd[:, 0], out.mean(1))                 [B, 4H]
+//! lab:    emb = cat(fwd[:, -1], bwd[:, 0], out.mean(1))              [B, 4H]
+//!         logits = -PairwiseDistance(p=2, eps=1e-6)(emb_i, proxy_j)  [B, S]
+//! cosine: emb = normalize(W cat(mean_t out, std_t out) + b)          [B, E]
+//!         logits = s * (cos(emb_i, proxy_j) - m [j == y_i])          [B, S]
 //! (with lengths: fwd at each utterance's last frame, bwd starting there,
-//!  the mean over its own frames; see `crate::lengths`)
-//! logits = -PairwiseDistance(p=2, eps=1e-6)(emb_i, proxy_j)     [B, S]
+//!  means and deviations over its own frames; see `crate::lengths`)
 //! loss = cross_entropy(logits, speaker)
 //! ```
 //!
 //! The recurrence is [`BidirStack`] over the hand-written [`LSTMCell`], laid
 //! out as `nn.LSTM(bidirectional=True, batch_first=True)`; parameters are
-//! `lstm.weight_ih_l0`, `lstm.weight_ih_l0_reverse`, ... and `proxies`.
+//! `lstm.weight_ih_l0`, `lstm.weight_ih_l0_reverse`, ..., `proj.weight`,
+//! `proj.bias` (when projecting) and `proxies`.
 
 use crate::lengths::{last_valid, masked_mean};
 use crate::{BidirStack, Engine};
@@ -27,8 +38,60 @@ use tch::{Kind, Tensor};
 /// `nn.PairwiseDistance`'s default epsilon, added to every difference.
 pub const PAIRWISE_EPS: f64 = 1e-6;
 
-/// Shape of a [`SpeakerModel`]; saved as the run's `config.json` model part.
+/// How the BiLSTM's outputs become an utterance embedding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pooling {
+    /// The lab's: `cat(fwd[:, -1], bwd[:, 0], out.mean(1))` over all frames,
+    /// padding included ([`join_embedding`]).
+    Last,
+    /// Mean and standard deviation of `out` over each utterance's valid
+    /// frames ([`stats_pool`]).
+    Stats,
+}
+
+/// How embeddings are scored against the proxies.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum ProxyLoss {
+    /// The lab's: logits are minus `PairwiseDistance(p=2)` to every proxy.
+    Distance,
+    /// AM-softmax: logits `scale * (cos - margin at the true speaker)` between
+    /// L2-normalised embeddings and proxies.
+    Cosine { scale: f64, margin: f64 },
+}
+
+/// The part of a [`SpeakerModel`] after the BiLSTM.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SpeakerHead {
+    pub pooling: Pooling,
+    pub loss: ProxyLoss,
+    /// A linear layer from the pooled vector to this many dimensions (none:
+    /// the pooled vector is the embedding).
+    pub projection: Option<i64>,
+    /// Dropout on the pooled vector while training (0: none).
+    pub dropout: f64,
+}
+
+impl SpeakerHead {
+    /// The lab's head: last states and time-mean, Euclidean proxy loss.
+    pub const LAB: SpeakerHead = SpeakerHead {
+        pooling: Pooling::Last,
+        loss: ProxyLoss::Distance,
+        projection: None,
+        dropout: 0.0,
+    };
+}
+
+impl Default for SpeakerHead {
+    /// The lab's head, which older run folders were trained with.
+    fn default() -> Self {
+        Self::LAB
+    }
+}
+
+/// Shape of a [`SpeakerModel`]; saved as the run's `config.json` model part.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct SpeakerConfig {
     /// Features per frame (MFCC coefficients).
     pub input_size: i64,
@@ -38,29 +101,39 @@ pub struct SpeakerConfig {
     pub num_layers: i64,
     /// Training speakers: one proxy each.
     pub num_speakers: i64,
+    /// Pooling, projection and proxy loss (the lab's when absent).
+    #[serde(default)]
+    pub head: SpeakerHead,
 }
 
 impl SpeakerConfig {
-    /// Width of an embedding: `4H` (last forward output `H`, first backward
-    /// output `H`, time-mean of both directions `2H`).
-    pub fn embedding_size(&self) -> i64 {
+    /// Width of the pooled vector: `4H` for both poolings (last forward and
+    /// first backward output plus the time-mean; or mean and std of `2H`).
+    pub fn pooled_size(&self) -> i64 {
         4 * self.hidden_size
+    }
+
+    /// Width of an embedding: the projection's, else the pooled vector's.
+    pub fn embedding_size(&self) -> i64 {
+        self.head.projection.unwrap_or_else(|| self.pooled_size())
     }
 }
 
-/// The BiLSTM and its proxies.
+/// The BiLSTM, its head and proxies.
 #[derive(Debug)]
 pub struct SpeakerModel {
     lstm: BidirStack<LSTMCell>,
-    /// `[S, 4H]`, one learnable row per training speaker.
+    proj: Option<nn::Linear>,
+    /// `[S, E]`, one learnable row per training speaker.
     pub proxies: Tensor,
     config: SpeakerConfig,
     engine: Engine,
 }
 
 impl SpeakerModel {
-    /// Registers `lstm.*` (U(±1/√H), PyTorch's LSTM initialisation) and
-    /// `proxies` (Xavier uniform) under `path`.
+    /// Registers `lstm.*` (U(±1/√H), PyTorch's LSTM initialisation), `proj.*`
+    /// when the head projects (`nn.Linear`'s initialisation) and `proxies`
+    /// (Xavier uniform) under `path`, in that order.
     pub fn new<'a>(path: impl Borrow<nn::Path<'a>>, config: SpeakerConfig) -> Self {
         let p = path.borrow();
         let lstm = BidirStack::new(
@@ -72,8 +145,12 @@ impl SpeakerModel {
                 LSTMCell::from_weights(CellWeights::named(p, i, h, 4, true, suffix))
             },
         );
+        let proj = config
+            .head
+            .projection
+            .map(|e| crate::torch_linear(&(p / "proj"), config.pooled_size(), e));
         let proxies = xavier_uniform(p, "proxies", config.num_speakers, config.embedding_size());
-        Self { lstm, proxies, config, engine: Engine::Custom }
+        Self { lstm, proj, proxies, config, engine: Engine::Custom }
     }
 
     /// The same model run by `engine` (the hand-written cells by default).
@@ -90,14 +167,16 @@ impl SpeakerModel {
         &self.lstm
     }
 
-    /// Utterance embeddings: `[B, T, I] -> [B, 4H]`.
+    /// Utterance embeddings of full-length clips: `[B, T, I] -> [B, E]`.
     pub fn embed(&self, x: &Tensor) -> Tensor {
-        self.embed_lengths(x, None, true)
+        self.embed_lengths(x, None, false)
     }
 
-    /// Embeddings of a padded batch whose row `b` holds `lengths[b]` valid
-    /// frames (Int64 `[B]`, in `1..=T`; all `T` when `None`): each utterance
-    /// is read as if alone. `train` only matters to the fused engine.
+    /// Embeddings `[B, T, I] -> [B, E]` of a padded batch whose row `b` holds
+    /// `lengths[b]` valid frames (Int64 `[B]`, in `1..=T`; all `T` when
+    /// `None`): each utterance is read as if alone (the forward direction to
+    /// its last frame, the backward one from there, pooling over its own
+    /// frames). `train` turns the head's dropout on.
     ///
     /// # Panics
     /// When `lengths` is not Int64 `[B]` with values in `1..=T`.
@@ -109,23 +188,142 @@ impl SpeakerModel {
             Engine::Custom => self.lstm.forward_lengths(x, lengths),
             Engine::Fused => self.lstm.forward_fused(x, lengths, train),
         };
-        join_embedding_lengths(&out, lengths)
+        let pooled = match self.config.head.pooling {
+            Pooling::Last => join_embedding_lengths(&out, lengths),
+            Pooling::Stats => match lengths {
+                Some(l) => stats_pool(&out, l),
+                None => stats_pool(&out, &full_lengths(x)),
+            },
+        };
+        let pooled = if train && self.config.head.dropout > 0.0 {
+            pooled.dropout(self.config.head.dropout, true)
+        } else {
+            pooled
+        };
+        let e = match &self.proj {
+            Some(l) => pooled.apply(l),
+            None => pooled,
+        };
+        match self.config.head.loss {
+            ProxyLoss::Distance => e,
+            ProxyLoss::Cosine { .. } => l2_normalize(&e),
+        }
     }
 
-    /// `-distance` to every proxy: `[B, T, I] -> [B, S]`.
+    /// The lengths a recipe's head reads: statistics pooling reads each
+    /// clip's own frames; the lab's head reads the padded window, as the lab
+    /// does, so that its numbers stay the lab's.
+    fn head_lengths<'a>(&self, lengths: &'a Tensor) -> Option<&'a Tensor> {
+        (self.config.head.pooling == Pooling::Stats).then_some(lengths)
+    }
+
+    /// Utterance embeddings `[B, T, I] -> [B, E]` when only the first
+    /// `lengths[b]` frames of clip `b` are speech (`lengths` `[B]`, Int64),
+    /// read as the head reads them (see [`SpeakerModel::embed_lengths`]; the
+    /// lab's head reads the whole padded window).
+    pub fn embed_valid(&self, x: &Tensor, lengths: &Tensor) -> Tensor {
+        self.embed_lengths(x, self.head_lengths(lengths), false)
+    }
+
+    /// Logits of full-length clips against every proxy: `[B, T, I] -> [B, S]`.
     pub fn logits(&self, x: &Tensor) -> Tensor {
-        proxy_logits(&self.embed(x), &self.proxies)
+        self.proxy_scores(&self.embed(x))
     }
 
-    /// The proxy loss of a batch against speaker labels `[B]` (Int64).
+    /// Logits of embeddings `[B, E]` against every proxy, without a margin:
+    /// minus distances (lab) or `scale * cos` (cosine head).
+    pub fn proxy_scores(&self, embeddings: &Tensor) -> Tensor {
+        match self.config.head.loss {
+            ProxyLoss::Distance => proxy_logits(embeddings, &self.proxies),
+            ProxyLoss::Cosine { scale, .. } => cosine_logits(embeddings, &self.proxies) * scale,
+        }
+    }
+
+    /// The training loss of full-length clips against speaker labels `[B]` (Int64).
     pub fn loss(&self, x: &Tensor, labels: &Tensor) -> Tensor {
-        proxy_loss(&self.embed(x), &self.proxies, labels)
+        self.loss_lengths(x, None, labels)
     }
 
-    /// Index of the nearest proxy for each embedding `[B, 4H] -> [B]`.
-    pub fn nearest_proxy(&self, embeddings: &Tensor) -> Tensor {
-        proxy_logits(embeddings, &self.proxies).argmax(-1, false)
+    /// The training loss (dropout on) of clips with `lengths` valid frames,
+    /// read as [`SpeakerModel::embed_valid`] reads them.
+    pub fn loss_valid(&self, x: &Tensor, lengths: &Tensor, labels: &Tensor) -> Tensor {
+        self.loss_lengths(x, self.head_lengths(lengths), labels)
     }
+
+    /// The training loss (dropout on) of a padded batch with `lengths` valid
+    /// frames (see [`SpeakerModel::embed_lengths`]).
+    pub fn loss_lengths(&self, x: &Tensor, lengths: Option<&Tensor>, labels: &Tensor) -> Tensor {
+        let e = self.embed_lengths(x, lengths, true);
+        self.embedding_loss(&e, labels)
+    }
+
+    /// The head's loss of embeddings `[B, E]` against labels `[B]`.
+    pub fn embedding_loss(&self, embeddings: &Tensor, labels: &Tensor) -> Tensor {
+        match self.config.head.loss {
+            ProxyLoss::Distance => proxy_loss(embeddings, &self.proxies, labels),
+            ProxyLoss::Cosine { scale, margin } => {
+                am_softmax_loss(embeddings, &self.proxies, labels, scale, margin)
+            }
+        }
+    }
+
+    /// Index of the best-scoring proxy for each embedding `[B, E] -> [B]`.
+    pub fn nearest_proxy(&self, embeddings: &Tensor) -> Tensor {
+        self.proxy_scores(embeddings).argmax(-1, false)
+    }
+}
+
+/// Every clip of `x` `[B, T, I]` valid over all `T` frames: `[B]` Int64.
+pub fn full_lengths(x: &Tensor) -> Tensor {
+    let (b, t) = (x.size()[0], x.size()[1]);
+    Tensor::full([b], t, (Kind::Int64, x.device()))
+}
+
+/// Floor under a variance before its square root in [`stats_pool`].
+pub const STATS_EPS: f64 = 1e-5;
+
+/// Statistics pooling over valid frames: `out` `[B, T, D]`, `lengths` `[B]`
+/// (Int64, each clamped to `1..=T`) -> `cat(mean, std)` `[B, 2D]`, where
+/// frame `t` of clip `b` counts when `t < lengths[b]` and
+/// `std = sqrt(var + eps)` with the population variance.
+pub fn stats_pool(out: &Tensor, lengths: &Tensor) -> Tensor {
+    let t = out.size()[1];
+    let lengths = lengths.to_device(out.device()).to_kind(Kind::Int64).clamp(1, t.max(1));
+    let steps = Tensor::arange(t, (Kind::Int64, out.device()));
+    let mask = steps.unsqueeze(0).lt_tensor(&lengths.unsqueeze(1)); // [B, T]
+    let mask = mask.to_kind(out.kind()).unsqueeze(-1); // [B, T, 1]
+    let n = lengths.to_kind(out.kind()).unsqueeze(-1); // [B, 1]
+    let mean = (out * &mask).sum_dim_intlist(1, false, out.kind()) / &n; // [B, D]
+    let centred = (out - mean.unsqueeze(1)) * &mask;
+    let var = centred.square().sum_dim_intlist(1, false, out.kind()) / &n;
+    Tensor::cat(&[mean, (var + STATS_EPS).sqrt()], -1)
+}
+
+/// Rows of `x` `[N, D]` divided by their 2-norm (at least 1e-12, as
+/// `F.normalize`).
+pub fn l2_normalize(x: &Tensor) -> Tensor {
+    let norm = x.norm_scalaropt_dim(2, [-1], true).clamp_min(1e-12);
+    x / norm
+}
+
+/// Cosine similarity of every embedding to every proxy, `[B, D] x [S, D] -> [B, S]`.
+pub fn cosine_logits(embeddings: &Tensor, proxies: &Tensor) -> Tensor {
+    l2_normalize(embeddings).matmul(&l2_normalize(proxies).tr())
+}
+
+/// AM-softmax: mean cross-entropy of `scale * (cos(e_i, p_j) - margin [j == y_i])`.
+pub fn am_softmax_loss(
+    embeddings: &Tensor,
+    proxies: &Tensor,
+    labels: &Tensor,
+    scale: f64,
+    margin: f64,
+) -> Tensor {
+    let cos = cosine_logits(embeddings, proxies);
+    let s = cos.size()[1];
+    let one_hot = labels.one_hot(s).to_kind(cos.kind());
+    let logits = (cos - one_hot * margin) * scale;
+    logits.log_softmax(-1, logits.kind()).nll_loss(labels)
 }
 
 /// `torch.chunk(out, 2, dim=-1)`: a bidirectional output `[B, T, 2H]` split
@@ -213,7 +411,121 @@ mod tests {
     const F64: (Kind, Device) = (Kind::Double, Device::Cpu);
 
     fn config() -> SpeakerConfig {
-        SpeakerConfig { input_size: 5, hidden_size: 3, num_layers: 2, num_speakers: 4 }
+        SpeakerConfig {
+            input_size: 5,
+            hidden_size: 3,
+            num_layers: 2,
+            num_speakers: 4,
+            head: SpeakerHead::LAB,
+        }
+    }
+
+    const COSINE: SpeakerHead = SpeakerHead {
+        pooling: Pooling::Stats,
+        loss: ProxyLoss::Cosine { scale: 30.0, margin: 0.2 },
+        projection: Some(7),
+        dropout: 0.1,
+    };
+
+    #[test]
+    fn stats_pool_reads_only_valid_frames() {
+        let out = Tensor::randn([3, 6, 4], F64);
+        let lengths = Tensor::from_slice(&[6i64, 2, 1]);
+        let got = stats_pool(&out, &lengths);
+        assert_eq!(got.size(), [3, 8]);
+        for b in 0..3 {
+            let l = lengths.int64_value(&[b]);
+            for d in 0..4 {
+                let v: Vec<f64> = out.get(b).narrow(0, 0, l).select(1, d).try_into().unwrap();
+                let mean = v.iter().sum::<f64>() / l as f64;
+                let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / l as f64;
+                assert!((got.double_value(&[b, d]) - mean).abs() < 1e-12);
+                let std = (var + STATS_EPS).sqrt();
+                assert!((got.double_value(&[b, 4 + d]) - std).abs() < 1e-12);
+            }
+        }
+        // Frames past the length change nothing; lengths past T count T frames.
+        let garbage = out.copy();
+        let _ = garbage.narrow(1, 2, 4).get(1).fill_(1e6);
+        assert!(stats_pool(&garbage, &lengths).get(1).allclose(&got.get(1), 1e-12, 1e-12, false));
+        let full = stats_pool(&out, &Tensor::from_slice(&[99i64, 6, 6]));
+        assert!(full.allclose(&stats_pool(&out, &full_lengths(&out)), 1e-12, 1e-12, false));
+    }
+
+    /// AM-softmax against a direct computation in f64, with gradients.
+    #[test]
+    fn am_softmax_matches_direct_computation() {
+        let e = Tensor::randn([5, 4], F64).set_requires_grad(true);
+        let p = Tensor::randn([3, 4], F64).set_requires_grad(true);
+        let y = Tensor::from_slice(&[0i64, 2, 1, 1, 0]);
+        let (s, m) = (30.0, 0.2);
+        let loss = am_softmax_loss(&e, &p, &y, s, m);
+        let g = Tensor::run_backward(&[&loss], &[&e, &p], false, false);
+
+        let e2 = e.detach().set_requires_grad(true);
+        let p2 = p.detach().set_requires_grad(true);
+        let en = &e2 / e2.square().sum_dim_intlist(-1, true, Kind::Double).sqrt();
+        let pn = &p2 / p2.square().sum_dim_intlist(-1, true, Kind::Double).sqrt();
+        let cos = en.matmul(&pn.tr()); // [5, 3]
+        let labels: Vec<i64> = y.shallow_clone().try_into().unwrap();
+        let mut direct = 0.0;
+        let cosv: Vec<Vec<f64>> = (&cos).try_into().unwrap();
+        for (i, &l) in labels.iter().enumerate() {
+            let z: Vec<f64> =
+                (0..3).map(|j| s * (cosv[i][j] - if j as i64 == l { m } else { 0.0 })).collect();
+            let lse = z.iter().map(|v| v.exp()).sum::<f64>().ln();
+            direct += (lse - z[l as usize]) / 5.0;
+        }
+        assert!(
+            (loss.double_value(&[]) - direct).abs() < 1e-10,
+            "{} vs {direct}",
+            loss.double_value(&[])
+        );
+        // gradients of the same expression built from tensors
+        let one_hot = y.one_hot(3).to_kind(Kind::Double);
+        let z = (cos - one_hot * m) * s;
+        let t = -(z.log_softmax(-1, Kind::Double) * y.one_hot(3).to_kind(Kind::Double))
+            .sum(Kind::Double)
+            / 5.0;
+        let g2 = Tensor::run_backward(&[&t], &[&e2, &p2], false, false);
+        assert!(g[0].allclose(&g2[0], 1e-10, 1e-12, false), "embedding gradients differ");
+        assert!(g[1].allclose(&g2[1], 1e-10, 1e-12, false), "proxy gradients differ");
+        // Cosine logits are scale-free: scaling an embedding changes nothing.
+        let c1 = cosine_logits(&e.detach(), &p.detach());
+        let c2 = cosine_logits(&(e.detach() * 7.0), &p.detach());
+        assert!(c1.allclose(&c2, 1e-12, 1e-12, false));
+    }
+
+    #[test]
+    fn cosine_head_shapes_names_and_unit_embeddings() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let c = SpeakerConfig { head: COSINE, ..config() };
+        assert_eq!((c.pooled_size(), c.embedding_size()), (12, 7));
+        let m = SpeakerModel::new(vs.root(), c);
+        let x = Tensor::randn([6, 9, 5], (Kind::Float, Device::Cpu));
+        let lengths = Tensor::from_slice(&[9i64, 3, 5, 1, 9, 2]);
+        let e = m.embed_valid(&x, &lengths);
+        assert_eq!(e.size(), [6, 7]);
+        let norms = e.norm_scalaropt_dim(2, [-1], false);
+        assert!(norms.allclose(&Tensor::ones([6], (Kind::Float, Device::Cpu)), 1e-5, 1e-6, false));
+        // Pooling reads each clip's valid frames: its length changes the embedding.
+        let e2 = m.embed_valid(&x, &Tensor::from_slice(&[9i64, 9, 5, 1, 9, 2]));
+        assert!(e2.get(0).allclose(&e.get(0), 1e-6, 1e-7, false));
+        assert!(!e2.get(1).allclose(&e.get(1), 1e-5, 1e-6, false));
+        assert_eq!(m.proxy_scores(&e).size(), [6, 4]);
+        let names: Vec<String> = vs.variables().into_keys().collect();
+        assert!(
+            names.contains(&"proj.weight".to_owned()) && names.contains(&"proj.bias".to_owned())
+        );
+        assert_eq!(vs.variables()["proxies"].size(), [4, 7]);
+        let y = Tensor::from_slice(&[0i64, 1, 2, 3, 0, 1]);
+        m.loss_valid(&x, &lengths, &y).backward();
+        for (name, t) in vs.variables() {
+            assert!(
+                t.grad().abs().sum(Kind::Double).double_value(&[]) > 0.0,
+                "{name}: zero gradient"
+            );
+        }
     }
 
     #[test]
@@ -329,7 +641,13 @@ mod tests {
     #[test]
     fn short_training_lowers_the_loss() {
         let vs = nn::VarStore::new(Device::Cpu);
-        let c = SpeakerConfig { input_size: 4, hidden_size: 8, num_layers: 1, num_speakers: 3 };
+        let c = SpeakerConfig {
+            input_size: 4,
+            hidden_size: 8,
+            num_layers: 1,
+            num_speakers: 3,
+            head: SpeakerHead::LAB,
+        };
         let m = SpeakerModel::new(vs.root(), c);
         // Three "speakers": noise around three different constant frames.
         let means =

@@ -6,7 +6,7 @@
 //! own packed-sequence kernels (`lstm_data`, `gru_data`: what `nn.LSTM` and
 //! `nn.GRU` run on a `PackedSequence`).
 
-use models::speaker::{SpeakerConfig, SpeakerModel};
+use models::speaker::{Pooling, ProxyLoss, SpeakerConfig, SpeakerHead, SpeakerModel};
 use models::{BidirRecurrentModel, Engine, Mode, RNNModel, RnnConfig, SequenceClassifier};
 use tch::nn;
 use tch::{Device, Kind, Tensor};
@@ -119,12 +119,28 @@ fn word_classifier_alone_equals_padded() {
 #[test]
 fn speaker_embedding_alone_equals_padded() {
     tch::manual_seed(12);
-    let c = SpeakerConfig { input_size: INPUT, hidden_size: 4, num_layers: 2, num_speakers: 3 };
-    for engine in [Engine::Custom, Engine::Fused] {
-        let vs = store();
-        let model = SpeakerModel::new(vs.root(), c).with_engine(engine);
-        let what = format!("speaker {engine:?}");
-        alone_equals_padded(&what, &vs, &|x, l| model.embed_lengths(x, l, true));
+    // the lab's head (last states and mean) and the statistics-pooling head
+    // with its projection (dropout off: the comparison needs the same draw)
+    let stats = SpeakerHead {
+        pooling: Pooling::Stats,
+        loss: ProxyLoss::Cosine { scale: 30.0, margin: 0.2 },
+        projection: Some(5),
+        dropout: 0.0,
+    };
+    for head in [SpeakerHead::LAB, stats] {
+        let c = SpeakerConfig {
+            input_size: INPUT,
+            hidden_size: 4,
+            num_layers: 2,
+            num_speakers: 3,
+            head,
+        };
+        for engine in [Engine::Custom, Engine::Fused] {
+            let vs = store();
+            let model = SpeakerModel::new(vs.root(), c).with_engine(engine);
+            let what = format!("speaker {:?} {engine:?}", head.pooling);
+            alone_equals_padded(&what, &vs, &|x, l| model.embed_lengths(x, l, true));
+        }
     }
 }
 
@@ -196,7 +212,13 @@ fn fused_classifier_matches_libtorch_packed_sequences() {
 #[test]
 fn speaker_bilstm_matches_libtorch_packed_bidirectional_lstm() {
     tch::manual_seed(15);
-    let c = SpeakerConfig { input_size: INPUT, hidden_size: 4, num_layers: 2, num_speakers: 3 };
+    let c = SpeakerConfig {
+        input_size: INPUT,
+        hidden_size: 4,
+        num_layers: 2,
+        num_speakers: 3,
+        head: SpeakerHead::LAB,
+    };
     let vs = store();
     let model = SpeakerModel::new(vs.root(), c);
     let (x, lengths) = sorted_batch();

@@ -8,6 +8,7 @@ mod bench_rnn;
 mod config;
 mod data_cmd;
 mod device;
+mod embed;
 mod info;
 mod mfcc_cmd;
 mod plots;
@@ -31,6 +32,8 @@ struct Cli {
     command: Command,
 }
 
+// `train`'s flags make its variant the large one; a command is parsed once.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Versions, the libtorch in use, CUDA and cuDNN availability, threads.
@@ -51,6 +54,11 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Grids of training runs over seeds, locally or as a Slurm job array, and their report.
     Sweep(sweep::SweepArgs),
+    /// Embed every WAV under a folder with a trained speaker run (CSV: file, e0, e1, ...).
+    Embed(embed::EmbedArgs),
+    /// Group the WAVs under a folder by speaker with a trained speaker run
+    /// (k-means; CSV: file, cluster, and a scatter plot).
+    Cluster(embed::ClusterArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -70,5 +78,7 @@ fn main() -> anyhow::Result<()> {
         Command::Data(args) => data_cmd::run(&args),
         Command::Bench(args) => bench::run(&args, device),
         Command::Sweep(_) => unreachable!("handled above"),
+        Command::Embed(args) => embed::embed(&args),
+        Command::Cluster(args) => embed::cluster(&args),
     }
 }

@@ -3,24 +3,32 @@
 //! utterance; a proxy loss pulls the embeddings of one speaker towards that
 //! speaker's learned proxy (see `models::speaker`).
 //!
+//! Recipes (`--recipe`, `train::recipes`): `default` (statistics pooling over
+//! each clip's valid frames, cosine proxies with AM-softmax, the checkpoint
+//! chosen on validation speakers) and `lab` (the lab's last-state embedding
+//! and Euclidean proxy loss, the last epoch kept).
+//!
 //! Data: `--data-dir` (default `data/speakers`), one folder per speaker. A
-//! seeded split keeps 20% of every training speaker's utterances for
-//! evaluation and `--holdout-speakers K` whole speakers out of training.
-//! Features are standardised per coefficient with training statistics (saved
-//! in `config.json`).
+//! seeded split keeps `--holdout-speakers K` whole speakers out of training
+//! to score at the end ("unseen"), `--val-speakers V` more to choose the
+//! checkpoint on ("validation"), and 20% of every training speaker's
+//! utterances for evaluation ("held-out"). Features are standardised per
+//! coefficient with training statistics (saved in `config.json`); each clip's
+//! valid frames (the audio's, not the window's padding) come from its WAV
+//! header.
 //!
 //! Optimisation, on the `train` engine: Adam, `StepLR(step_size, gamma)`
 //! counted in epochs, validation after every epoch (`--valid-every` for
-//! another interval). Every step's loss goes to `metrics.csv`
-//! (`step,epoch,loss,lr,valid_loss,heldout_accuracy,unseen_purity,seconds`;
-//! `valid_loss` is the held-out loss, the validation columns at each
-//! validation). `--resume` continues a run exactly. The embeddings
-//! of every utterance, projected on their first two principal components, are
-//! kept at regular epochs in `embeddings/epoch_<nnnn>.csv` for `rnnlab plots`.
-//! `summary.json` holds `final_loss` (mean training loss of the last epoch),
-//! `heldout_accuracy` (nearest proxy on held-out utterances), `unseen_purity`
-//! (k-means on the unseen speakers' embeddings, k = their number) and the
-//! training speed in iterations (batches) per second.
+//! another interval). `metrics.csv` has every step's loss and, at each
+//! validation, the held-out loss (`valid_loss`) and accuracy, the unseen
+//! speakers' k-means purity beside the no-learning baseline's, and the
+//! validation speakers' purity and pair AUC (the monitored score when there
+//! are validation speakers; the held-out accuracy otherwise). `--resume`
+//! continues a run exactly. The embeddings of every utterance, projected on
+//! their first two principal components, are kept at regular epochs in
+//! `embeddings/epoch_<nnnn>.csv` for `rnnlab plots`. `summary.json` holds
+//! the scores of the chosen checkpoint (the best on validation speakers, or
+//! the last epoch without them) and the training speed.
 
 use crate::config::{RunConfig, RunSummary};
 use crate::train::TrainArgs;
@@ -30,17 +38,18 @@ use data::cache::FeatureCache;
 use data::loader::{DataLoader, Standardizer};
 use data::mfcc::{Features, MfccConfig};
 use data::speakers::{
-    generate_speakers, utterance_features, SpeakerCorpus, SpeakerSynthConfig, SplitConfig,
-    DEFAULT_ROOT, WINDOW_FRAMES, WINDOW_SAMPLES,
+    generate_speakers, utterance_features, utterance_frames, SpeakerCorpus, SpeakerSynthConfig,
+    SplitConfig, Utterance, DEFAULT_ROOT, WINDOW_FRAMES, WINDOW_SAMPLES,
 };
 use data::speech_commands::DEFAULT_CACHE_DIR;
-use models::cluster::{kmeans_purity, pca_2d, KMeansConfig};
-use models::speaker::{accuracy, proxy_logits, SpeakerConfig, SpeakerModel};
+use models::cluster::{baseline_purity, kmeans_purity, pair_auc, pca_2d, KMeansConfig};
+use models::speaker::{accuracy, ProxyLoss, SpeakerConfig, SpeakerHead, SpeakerModel};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Instant;
 use tch::nn;
 use tch::{Device, Kind, Tensor};
+use train::recipes::{SpeakerRecipe, SPEAKER_DEFAULT, SPEAKER_RECIPES};
 use train::{Eval, Goal, Optim, RunDir, RunStats, Schedule, Settings, Task};
 
 /// Utterances per forward pass when embedding a whole set.
@@ -48,9 +57,12 @@ const EMBED_CHUNK: i64 = 512;
 /// At most this many embedding snapshots per run (plus the one before training).
 const MAX_SNAPSHOTS: usize = 40;
 
-/// Training settings; flags override the defaults.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+/// Training settings; flags override the recipe's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SpeakerTrain {
+    /// The recipe the run started from (runs older than recipes: `lab`).
+    #[serde(default = "lab_name")]
+    pub recipe: String,
     pub epochs: usize,
     pub batch_size: i64,
     pub lr: f64,
@@ -59,22 +71,55 @@ pub struct SpeakerTrain {
     pub gamma: f64,
     pub eval_fraction: f64,
     pub holdout_speakers: usize,
+    /// Whole speakers the checkpoint is chosen on.
+    #[serde(default)]
+    pub val_speakers: usize,
     pub seed: u64,
+}
+
+fn lab_name() -> String {
+    "lab".into()
+}
+
+impl SpeakerTrain {
+    /// A recipe's settings, with no speakers held out.
+    pub fn from_recipe(r: &SpeakerRecipe) -> Self {
+        Self {
+            recipe: r.name.into(),
+            epochs: r.epochs,
+            batch_size: r.batch_size,
+            lr: r.lr,
+            step_size: r.step_size,
+            gamma: r.gamma,
+            eval_fraction: 0.2,
+            holdout_speakers: 0,
+            val_speakers: r.val_speakers,
+            seed: 0,
+        }
+    }
+
+    /// The checkpoint a run's scores and embeddings come from.
+    pub fn chosen_checkpoint(&self) -> &'static str {
+        if self.val_speakers > 0 {
+            train::engine::BEST
+        } else {
+            train::engine::LAST
+        }
+    }
 }
 
 impl Default for SpeakerTrain {
     fn default() -> Self {
-        Self {
-            epochs: 60,
-            batch_size: 32,
-            lr: 2e-3,
-            step_size: 20,
-            gamma: 0.5,
-            eval_fraction: 0.2,
-            holdout_speakers: 0,
-            seed: 0,
-        }
+        Self::from_recipe(&SPEAKER_DEFAULT)
     }
+}
+
+/// The recipe called `name`, or an error listing the names.
+pub fn recipe(name: &str) -> anyhow::Result<SpeakerRecipe> {
+    SPEAKER_RECIPES.iter().copied().find(|r| r.name == name).with_context(|| {
+        let names: Vec<&str> = SPEAKER_RECIPES.iter().map(|r| r.name).collect();
+        format!("--recipe {name} is not a speaker recipe ({})", names.join(" or "))
+    })
 }
 
 /// `config.json` of a speaker run (under `"model": "speaker"`, see [`RunConfig`]).
@@ -92,20 +137,23 @@ pub struct SpeakerRunConfig {
     /// Proxy `i` belongs to `train_speakers[i]`.
     pub train_speakers: Vec<String>,
     pub unseen_speakers: Vec<String>,
+    #[serde(default)]
+    pub val_speakers: Vec<String>,
     /// Epochs after which embeddings were saved (0: before training).
     pub snapshot_epochs: Vec<usize>,
     /// Validation every this many steps (every epoch when none).
     #[serde(default)]
     pub valid_every: Option<usize>,
-    /// Early stopping on the held-out accuracy (off when none).
+    /// Early stopping on the monitored score (off when none).
     #[serde(default)]
     pub patience: Option<usize>,
 }
 
-/// Features and labels of one set, standardised, on the device.
-struct Set {
-    x: Tensor, // [N, T, C]
-    y: Tensor, // [N]
+/// Features, valid frames and labels of one set, standardised, on the device.
+pub(crate) struct Set {
+    pub x: Tensor,   // [N, T, C]
+    pub len: Tensor, // [N] Int64
+    pub y: Tensor,   // [N]
 }
 
 impl Set {
@@ -114,31 +162,40 @@ impl Set {
     }
 }
 
-fn to_set(
-    feats: &[Features],
-    labels: &[i64],
+/// The features of `utts` through `cache`, standardised, with their valid frames.
+fn load_set(
+    cache: &FeatureCache,
+    utts: &[Utterance],
     std: &Standardizer,
     device: Device,
-) -> anyhow::Result<Set> {
+) -> anyhow::Result<(Set, Vec<Features>)> {
+    let (feats, labels) = utterance_features(cache, utts)?;
+    let frames = utterance_frames(utts)?;
+    let len = Tensor::from_slice(&frames).to_device(device);
     if feats.is_empty() {
         let c = std.mean.len() as i64;
-        return Ok(Set {
+        let set = Set {
             x: Tensor::zeros([0, WINDOW_FRAMES as i64, c], (Kind::Float, device)),
+            len,
             y: Tensor::zeros([0], (Kind::Int64, device)),
-        });
+        };
+        return Ok((set, feats));
     }
-    let loader = DataLoader::from_features(feats, labels, 1, device)?.standardize(std);
+    let loader = DataLoader::from_features(&feats, &labels, 1, device)?.standardize(std);
     let (x, y) = loader.tensors();
-    Ok(Set { x: x.shallow_clone(), y: y.shallow_clone() })
+    Ok((Set { x: x.shallow_clone(), len, y: y.shallow_clone() }, feats))
 }
 
-/// Embeddings `[N, 4H]` of a whole set, in chunks, without gradients.
-fn embed_all(model: &SpeakerModel, x: &Tensor) -> Tensor {
+/// Embeddings `[N, E]` of clips `x` with `len` valid frames, in chunks, without gradients.
+pub(crate) fn embed_all(model: &SpeakerModel, x: &Tensor, len: &Tensor) -> Tensor {
     let _guard = tch::no_grad_guard();
     let n = x.size()[0];
     let chunks: Vec<Tensor> = (0..n)
         .step_by(EMBED_CHUNK as usize)
-        .map(|s| model.embed(&x.narrow(0, s, EMBED_CHUNK.min(n - s))))
+        .map(|s| {
+            let k = EMBED_CHUNK.min(n - s);
+            model.embed_valid(&x.narrow(0, s, k), &len.narrow(0, s, k))
+        })
         .collect();
     if chunks.is_empty() {
         Tensor::zeros([0, model.config().embedding_size()], (Kind::Float, x.device()))
@@ -147,16 +204,15 @@ fn embed_all(model: &SpeakerModel, x: &Tensor) -> Tensor {
     }
 }
 
-/// Held-out loss and nearest-proxy accuracy.
+/// Held-out loss (the head's, without dropout) and nearest-proxy accuracy.
 fn evaluate(model: &SpeakerModel, set: &Set) -> (f64, f64) {
     if set.len() == 0 {
         return (f64::NAN, f64::NAN);
     }
-    let emb = embed_all(model, &set.x);
+    let emb = embed_all(model, &set.x, &set.len);
     let _guard = tch::no_grad_guard();
-    let logits = proxy_logits(&emb, &model.proxies);
-    let loss = logits.log_softmax(-1, Kind::Float).nll_loss(&set.y).double_value(&[]);
-    (loss, accuracy(&logits, &set.y))
+    let loss = model.embedding_loss(&emb, &set.y).double_value(&[]);
+    (loss, accuracy(&model.proxy_scores(&emb), &set.y))
 }
 
 /// Writes `embeddings/epoch_<nnnn>.csv`: `set,speaker,pc1,pc2` for every
@@ -168,7 +224,7 @@ fn snapshot(
     model: &SpeakerModel,
     sets: &[(&str, &Set, &[String])],
 ) -> anyhow::Result<()> {
-    let embs: Vec<Tensor> = sets.iter().map(|(_, s, _)| embed_all(model, &s.x)).collect();
+    let embs: Vec<Tensor> = sets.iter().map(|(_, s, _)| embed_all(model, &s.x, &s.len)).collect();
     let all = Tensor::cat(&embs, 0);
     let pcs = pca_2d(&all); // [N, 2]
     let pcs: Vec<Vec<f64>> = Vec::<Vec<f64>>::try_from(&pcs).context("reading PCA")?;
@@ -178,7 +234,6 @@ fn snapshot(
     let mut w =
         csv::Writer::from_path(&path).with_context(|| format!("writing {}", path.display()))?;
     let mut row = 0;
-    let round = |v: f64| (v * 1e5).round() / 1e5;
     for (name, set, speakers) in sets {
         let labels: Vec<i64> = Vec::<i64>::try_from(&set.y.to_device(Device::Cpu))?;
         for l in labels {
@@ -186,14 +241,19 @@ fn snapshot(
             w.serialize(EmbeddingRow {
                 set: name.to_string(),
                 speaker: speakers[l as usize].clone(),
-                pc1: round(p[0]),
-                pc2: round(p[1]),
+                pc1: round5(p[0]),
+                pc2: round5(p[1]),
             })?;
             row += 1;
         }
     }
     w.flush().with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+/// `v` to five decimals (the projections' CSV precision).
+pub(crate) fn round5(v: f64) -> f64 {
+    (v * 1e5).round() / 1e5
 }
 
 /// A row of `embeddings/epoch_<nnnn>.csv`: one utterance's embedding on the
@@ -207,13 +267,17 @@ pub struct EmbeddingRow {
     pub pc2: f64,
 }
 
-/// k-means purity of the unseen speakers' embeddings (k = their number).
-fn unseen_purity(model: &SpeakerModel, set: &Set, k: usize, seed: u64) -> Option<f64> {
+/// The k-means options of every purity in a run (embeddings and baseline).
+fn kmeans_config(seed: u64) -> KMeansConfig {
+    KMeansConfig { seed, ..KMeansConfig::default() }
+}
+
+/// k-means purity of a set's embeddings `emb` (k = its number of speakers).
+fn set_purity(emb: &Tensor, set: &Set, k: usize, seed: u64) -> Option<f64> {
     if k < 2 || set.len() < k as i64 {
         return None;
     }
-    let emb = embed_all(model, &set.x);
-    kmeans_purity(&emb, &set.y, k, KMeansConfig { seed, ..KMeansConfig::default() }).ok()
+    kmeans_purity(emb, &set.y, k, kmeans_config(seed)).ok()
 }
 
 /// Epochs after which embeddings are saved: 0, then every `every` epochs and the last.
@@ -233,23 +297,53 @@ pub struct SpeakerScores {
     pub heldout_accuracy: f64,
     /// k-means purity of the unseen speakers' embeddings (when there are two or more).
     pub unseen_purity: Option<f64>,
+    /// The same k-means on the unseen speakers' standardised MFCC mean and
+    /// std per utterance: what no learning gives (the same at every validation).
+    #[serde(default)]
+    pub baseline_purity: Option<f64>,
+    /// k-means purity of the validation speakers' embeddings.
+    #[serde(default)]
+    pub val_purity: Option<f64>,
+    /// Pair AUC of the validation speakers' embeddings ([`pair_auc`]): the
+    /// monitored score when there are validation speakers.
+    #[serde(default)]
+    pub val_auc: Option<f64>,
 }
 
 impl train::Scores for SpeakerScores {
-    const COLUMNS: &'static [&'static str] = &["heldout_accuracy", "unseen_purity"];
+    const COLUMNS: &'static [&'static str] =
+        &["heldout_accuracy", "unseen_purity", "baseline_purity", "val_purity", "val_auc"];
 }
 
 /// `summary.json` of a speaker run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SpeakerSummary {
+    #[serde(default = "lab_name")]
+    pub recipe: String,
     /// Mean training loss of the last epoch.
     pub final_loss: f64,
-    /// Held-out loss, accuracy and unseen-speaker purity after the last epoch.
+    /// `best` (chosen on validation speakers) or `last`: the checkpoint the
+    /// scores below are of.
+    #[serde(default = "last_name")]
+    pub checkpoint: String,
+    /// The step of that checkpoint.
+    #[serde(default)]
+    pub checkpoint_step: u64,
+    /// Held-out loss, accuracy and unseen-speaker purity of that checkpoint.
     pub heldout_loss: f64,
     pub heldout_accuracy: f64,
     pub best_heldout_accuracy: f64,
     pub unseen_purity: Option<f64>,
+    /// k-means on the unseen speakers' standardised MFCC mean and std.
+    #[serde(default)]
+    pub baseline_purity: Option<f64>,
+    #[serde(default)]
+    pub val_purity: Option<f64>,
+    #[serde(default)]
+    pub val_auc: Option<f64>,
     pub unseen_speakers: usize,
+    #[serde(default)]
+    pub val_speakers: usize,
     pub train_speakers: usize,
     pub epochs: usize,
     #[serde(flatten)]
@@ -260,16 +354,40 @@ pub struct SpeakerSummary {
     pub threads: i32,
 }
 
-/// The speaker model and its three sets, for the training engine.
+fn last_name() -> String {
+    "last".into()
+}
+
+/// The speaker model and its sets, for the training engine.
 struct SpeakerTask<'a> {
     vs: nn::VarStore,
     model: SpeakerModel,
     loader: DataLoader,
+    /// Valid frames of the training clips, in the loader's order.
+    train_len: Tensor,
+    batch_size: i64,
     order: Option<Tensor>,
+    /// train, heldout, unseen (the snapshots' sets).
     sets: Vec<(&'static str, &'a Set, &'a [String])>,
+    val: &'a Set,
     unseen_k: usize,
+    val_k: usize,
+    baseline: Option<f64>,
     seed: u64,
     snapshots: Vec<usize>,
+}
+
+impl SpeakerTask<'_> {
+    /// Valid frames of batch `i` in the epoch's order (as `DataLoader::batch`).
+    fn batch_lengths(&self, i: usize) -> Tensor {
+        let n = self.train_len.size()[0];
+        let start = i as i64 * self.batch_size;
+        let size = self.batch_size.min(n - start);
+        match &self.order {
+            Some(order) => self.train_len.index_select(0, &order.narrow(0, start, size)),
+            None => self.train_len.narrow(0, start, size),
+        }
+    }
 }
 
 impl Task for SpeakerTask<'_> {
@@ -289,17 +407,36 @@ impl Task for SpeakerTask<'_> {
 
     fn train_loss(&mut self, _step: u64, batch: u64) -> Tensor {
         let (x, y) = self.loader.batch(self.order.as_ref(), batch as usize);
-        self.model.loss(&x, &y)
+        let len = self.batch_lengths(batch as usize);
+        self.model.loss_valid(&x, &len, &y)
     }
 
     fn evaluate(&mut self) -> anyhow::Result<Eval<SpeakerScores>> {
         let (loss, heldout_accuracy) = evaluate(&self.model, self.sets[1].1);
-        let unseen_purity = unseen_purity(&self.model, self.sets[2].1, self.unseen_k, self.seed);
-        Ok(Eval { loss, scores: SpeakerScores { heldout_accuracy, unseen_purity } })
+        let unseen = self.sets[2].1;
+        let unseen_emb = embed_all(&self.model, &unseen.x, &unseen.len);
+        let unseen_purity = set_purity(&unseen_emb, unseen, self.unseen_k, self.seed);
+        let (val_purity, val_auc) = if self.val_k >= 2 {
+            let emb = embed_all(&self.model, &self.val.x, &self.val.len);
+            (set_purity(&emb, self.val, self.val_k, self.seed), pair_auc(&emb, &self.val.y))
+        } else {
+            (None, None)
+        };
+        let scores = SpeakerScores {
+            heldout_accuracy,
+            unseen_purity,
+            baseline_purity: self.baseline,
+            val_purity,
+            val_auc,
+        };
+        Ok(Eval { loss, scores })
     }
 
     fn monitor(&self, eval: &Eval<SpeakerScores>) -> (f64, Goal) {
-        (eval.scores.heldout_accuracy, Goal::Maximize)
+        match eval.scores.val_auc {
+            Some(auc) if self.val_k >= 2 => (auc, Goal::Maximize),
+            _ => (eval.scores.heldout_accuracy, Goal::Maximize),
+        }
     }
 
     fn end_epoch(&mut self, epoch: u64, run: &RunDir) -> anyhow::Result<()> {
@@ -311,13 +448,16 @@ impl Task for SpeakerTask<'_> {
     }
 
     fn describe(&self, e: &Eval<SpeakerScores>) -> String {
+        let pct = |name: &str, v: Option<f64>| {
+            v.map_or(String::new(), |p| format!(" {name} {:.1}%", 100.0 * p))
+        };
         format!(
-            "held-out loss {:.4} accuracy {:.1}%{}",
+            "held-out loss {:.4} accuracy {:.1}%{}{}{}",
             e.loss,
             100.0 * e.scores.heldout_accuracy,
-            e.scores
-                .unseen_purity
-                .map_or(String::new(), |p| format!(" unseen purity {:.1}%", 100.0 * p))
+            pct("val AUC", e.scores.val_auc),
+            pct("unseen purity", e.scores.unseen_purity),
+            pct("(baseline", e.scores.baseline_purity).replace('%', "%)"),
         )
     }
 }
@@ -343,6 +483,51 @@ fn settings(
     }
 }
 
+/// Validation speakers when `--val-speakers` is left out: the recipe's, as
+/// many as leave two training speakers, and none when that is fewer than two.
+fn default_val_speakers(recipe: usize, speakers: usize, holdout: usize) -> usize {
+    let room = speakers.saturating_sub(holdout + 2);
+    match recipe.min(room) {
+        v if v >= 2 => v,
+        _ => 0,
+    }
+}
+
+/// The recipe's head with `--scale`, `--margin`, `--embedding` and `--dropout` applied.
+fn head(rec: &SpeakerRecipe, args: &TrainArgs) -> anyhow::Result<SpeakerHead> {
+    let mut h = rec.head;
+    match &mut h.loss {
+        ProxyLoss::Cosine { scale, margin } => {
+            *scale = args.scale.unwrap_or(*scale);
+            *margin = args.margin.unwrap_or(*margin);
+            if !(*scale > 0.0 && scale.is_finite()) {
+                bail!("--scale must be positive, got {scale}");
+            }
+            if !(0.0..1.0).contains(margin) {
+                bail!("--margin must be in [0, 1), got {margin}");
+            }
+        }
+        ProxyLoss::Distance => {
+            if args.scale.is_some() || args.margin.is_some() {
+                bail!("--scale and --margin apply to the cosine head (--recipe default), not --recipe {}", rec.name);
+            }
+        }
+    }
+    if let Some(e) = args.embedding {
+        if e < 0 {
+            bail!("--embedding must be 0 (no projection) or positive, got {e}");
+        }
+        h.projection = (e > 0).then_some(e);
+    }
+    if let Some(p) = args.dropout {
+        if !(0.0..1.0).contains(&p) {
+            bail!("--dropout must be in [0, 1), got {p}");
+        }
+        h.dropout = p;
+    }
+    Ok(h)
+}
+
 pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
     let resumed: Option<SpeakerRunConfig> = match &args.resume {
         Some(dir) => match RunConfig::read(dir)? {
@@ -351,27 +536,7 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
         },
         None => None,
     };
-    let d = SpeakerTrain::default();
-    let t = match &resumed {
-        Some(c) => SpeakerTrain { epochs: args.epochs.unwrap_or(c.train.epochs), ..c.train },
-        None => SpeakerTrain {
-            epochs: args.epochs.unwrap_or(d.epochs),
-            batch_size: args.batch_size.unwrap_or(d.batch_size),
-            lr: args.lr.unwrap_or(d.lr),
-            step_size: args.step_size.unwrap_or(d.step_size),
-            gamma: args.gamma.unwrap_or(d.gamma),
-            eval_fraction: d.eval_fraction,
-            holdout_speakers: args.holdout_speakers.unwrap_or(d.holdout_speakers),
-            seed: args.seed,
-        },
-    };
-    if t.batch_size < 1 || t.step_size < 1 || t.epochs < 1 {
-        bail!("--batch-size, --step-size and --epochs must be at least 1");
-    }
-    // One intra-op thread by default: the ops of a recurrent step are small,
-    // and libtorch's thread pool costs more than it gains. `--threads` overrides.
-    let threads = args.threads.unwrap_or(1);
-
+    let rec = recipe(args.recipe.as_deref().unwrap_or(SPEAKER_DEFAULT.name))?;
     // Data.
     let data_dir = match &resumed {
         Some(c) => c.data_dir.clone(),
@@ -380,11 +545,44 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
     let corpus = SpeakerCorpus::open(&data_dir).with_context(|| {
         format!("reading the speaker corpus (make the default one with `rnnlab data synth-speakers --out {DEFAULT_ROOT}`)")
     })?;
-    let split = corpus.split(&SplitConfig {
-        eval_fraction: t.eval_fraction,
-        holdout_speakers: t.holdout_speakers,
-        seed: t.seed,
-    })?;
+    let t = match &resumed {
+        Some(c) => {
+            SpeakerTrain { epochs: args.epochs.unwrap_or(c.train.epochs), ..c.train.clone() }
+        }
+        None => {
+            let d = SpeakerTrain::from_recipe(&rec);
+            let holdout_speakers = args.holdout_speakers.unwrap_or(d.holdout_speakers);
+            let val_speakers = args.val_speakers.unwrap_or_else(|| {
+                default_val_speakers(rec.val_speakers, corpus.speakers().len(), holdout_speakers)
+            });
+            SpeakerTrain {
+                epochs: args.epochs.unwrap_or(d.epochs),
+                batch_size: args.batch_size.unwrap_or(d.batch_size),
+                lr: args.lr.unwrap_or(d.lr),
+                step_size: args.step_size.unwrap_or(d.step_size),
+                gamma: args.gamma.unwrap_or(d.gamma),
+                holdout_speakers,
+                val_speakers,
+                seed: args.seed,
+                ..d
+            }
+        }
+    };
+    if t.batch_size < 1 || t.step_size < 1 || t.epochs < 1 {
+        bail!("--batch-size, --step-size and --epochs must be at least 1");
+    }
+    // One intra-op thread by default: the ops of a recurrent step are small,
+    // and libtorch's thread pool costs more than it gains. `--threads` overrides.
+    let threads = args.threads.unwrap_or(1);
+
+    let split = corpus
+        .split(&SplitConfig {
+            eval_fraction: t.eval_fraction,
+            holdout_speakers: t.holdout_speakers,
+            val_speakers: t.val_speakers,
+            seed: t.seed,
+        })
+        .context("--holdout-speakers and --val-speakers")?;
     if let Some(c) = &resumed {
         if c.train_speakers != split.train_speakers || c.unseen_speakers != split.unseen_speakers {
             bail!(
@@ -397,35 +595,57 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
     let cache = FeatureCache::new(DEFAULT_CACHE_DIR, mfcc, Some(WINDOW_SAMPLES))?;
     let started = Instant::now();
     let (train_f, train_y) = utterance_features(&cache, &split.train)?;
-    let (eval_f, eval_y) = utterance_features(&cache, &split.eval)?;
-    let (unseen_f, unseen_y) = utterance_features(&cache, &split.unseen)?;
-    let stats = cache.stats();
-    println!(
-        "{}: {} training speakers ({} + {} utterances), {} unseen speakers ({} utterances); \
-         features in {:.1} s ({} cached, {} computed)",
-        data_dir.display(),
-        split.train_speakers.len(),
-        split.train.len(),
-        split.eval.len(),
-        split.unseen_speakers.len(),
-        split.unseen.len(),
-        started.elapsed().as_secs_f64(),
-        stats.hits,
-        stats.misses
-    );
     let standardizer = match &resumed {
         Some(c) => c.standardizer.clone(),
         None => Standardizer::fit(&train_f),
     };
+    let (eval_set, _) = load_set(&cache, &split.eval, &standardizer, device)?;
+    let (unseen_set, _) = load_set(&cache, &split.unseen, &standardizer, device)?;
+    let (val_set, _) = load_set(&cache, &split.val, &standardizer, device)?;
+    let train_len = Tensor::from_slice(&utterance_frames(&split.train)?).to_device(device);
+    let stats = cache.stats();
+    println!(
+        "{}: {} training speakers ({} + {} utterances), {} validation speakers ({} \
+         utterances), {} unseen speakers ({} utterances); features in {:.1} s ({} cached, {} \
+         computed); recipe {}",
+        data_dir.display(),
+        split.train_speakers.len(),
+        split.train.len(),
+        split.eval.len(),
+        split.val_speakers.len(),
+        split.val.len(),
+        split.unseen_speakers.len(),
+        split.unseen.len(),
+        started.elapsed().as_secs_f64(),
+        stats.hits,
+        stats.misses,
+        t.recipe
+    );
     let loader = DataLoader::from_features(&train_f, &train_y, t.batch_size as usize, device)?
         .shuffle(t.seed)
         .standardize(&standardizer);
     let train_set = {
         let (x, y) = loader.tensors();
-        Set { x: x.shallow_clone(), y: y.shallow_clone() }
+        Set { x: x.shallow_clone(), len: train_len.shallow_clone(), y: y.shallow_clone() }
     };
-    let eval_set = to_set(&eval_f, &eval_y, &standardizer, device)?;
-    let unseen_set = to_set(&unseen_f, &unseen_y, &standardizer, device)?;
+    let unseen_k = split.unseen_speakers.len();
+    let baseline = (unseen_k >= 2 && unseen_set.len() >= unseen_k as i64)
+        .then(|| {
+            baseline_purity(
+                &unseen_set.x,
+                &unseen_set.len,
+                &unseen_set.y,
+                unseen_k,
+                kmeans_config(t.seed),
+            )
+        })
+        .transpose()?;
+    if let Some(b) = baseline {
+        println!(
+            "baseline (k-means on standardised MFCC mean and std): unseen purity {:.1}%",
+            100.0 * b
+        );
+    }
 
     // Model.
     train::init(t.seed, threads, device);
@@ -434,9 +654,10 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
         Some(c) => c.speaker,
         None => SpeakerConfig {
             input_size: mfcc.n_mfcc as i64,
-            hidden_size: args.hidden.unwrap_or(64),
-            num_layers: args.layers.unwrap_or(1),
+            hidden_size: args.hidden.unwrap_or(rec.hidden_size),
+            num_layers: args.layers.unwrap_or(rec.num_layers),
             num_speakers: split.train_speakers.len() as i64,
+            head: head(&rec, args)?,
         },
     };
     let model = SpeakerModel::new(vs.root(), speaker);
@@ -450,7 +671,7 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
     let valid_every = args.valid_every.or(resumed.as_ref().and_then(|c| c.valid_every));
     let config = SpeakerRunConfig {
         speaker,
-        train: t,
+        train: t.clone(),
         data_dir: data_dir.clone(),
         window_samples: WINDOW_SAMPLES,
         window_frames: WINDOW_FRAMES,
@@ -458,6 +679,7 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
         standardizer,
         train_speakers: split.train_speakers.clone(),
         unseen_speakers: split.unseen_speakers.clone(),
+        val_speakers: split.val_speakers.clone(),
         snapshot_epochs: snaps.clone(),
         valid_every,
         patience,
@@ -484,9 +706,14 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
         vs,
         model,
         loader,
+        train_len,
+        batch_size: t.batch_size,
         order: None,
         sets,
-        unseen_k: split.unseen_speakers.len(),
+        val: &val_set,
+        unseen_k,
+        val_k: split.val_speakers.len(),
+        baseline,
         seed: t.seed,
         snapshots: snaps,
     };
@@ -498,10 +725,19 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
     let last: Vec<f64> =
         rows.iter().filter(|r| Some(r.epoch) == last_epoch).map(|r| r.loss).collect();
     let final_loss = last.iter().sum::<f64>() / last.len().max(1) as f64;
-    let (_, eval) = st.last.clone().context("the run never validated")?;
+    let checkpoint = t.chosen_checkpoint();
+    let (step, eval) = if checkpoint == train::engine::BEST {
+        let b = st.best.clone().context("the run never validated")?;
+        (b.step, b.eval)
+    } else {
+        st.last.clone().context("the run never validated")?
+    };
     let stats = st.stats();
     let summary = SpeakerSummary {
+        recipe: t.recipe.clone(),
         final_loss,
+        checkpoint: checkpoint.into(),
+        checkpoint_step: step,
         heldout_loss: eval.loss,
         heldout_accuracy: eval.scores.heldout_accuracy,
         best_heldout_accuracy: st
@@ -509,7 +745,11 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
             .as_ref()
             .map_or(f64::NAN, |b| b.eval.scores.heldout_accuracy),
         unseen_purity: eval.scores.unseen_purity,
+        baseline_purity: baseline,
+        val_purity: eval.scores.val_purity,
+        val_auc: eval.scores.val_auc,
         unseen_speakers: split.unseen_speakers.len(),
+        val_speakers: split.val_speakers.len(),
         train_speakers: split.train_speakers.len(),
         epochs: t.epochs,
         it_per_s: stats.steps as f64 / stats.train_seconds,
@@ -518,12 +758,14 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
         threads: tch::get_num_threads(),
     };
     run.write_json("summary.json", &RunSummary::Speaker(summary.clone()))?;
+    let pct = |v: Option<f64>| v.map_or("-".to_string(), |p| format!("{:.1}%", 100.0 * p));
     println!(
-        "final loss {final_loss:.4}, held-out accuracy {:.1}%{}, {:.1} it/s{}; wrote {}",
+        "final loss {final_loss:.4}; {checkpoint} checkpoint (step {step}): held-out accuracy \
+         {:.1}%, unseen-speaker purity {} (baseline {}), validation AUC {}; {:.1} it/s{}; wrote {}",
         100.0 * summary.heldout_accuracy,
-        summary
-            .unseen_purity
-            .map_or(String::new(), |p| format!(", unseen-speaker purity {:.1}%", 100.0 * p)),
+        pct(summary.unseen_purity),
+        pct(summary.baseline_purity),
+        pct(summary.val_auc),
         summary.it_per_s,
         if st.stopped_early { ", stopped early" } else { "" },
         run.path().display()
@@ -587,6 +829,20 @@ pub fn synth_speakers(args: &SynthSpeakersArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn validation_speakers_by_default_leave_two_to_train() {
+        // 30 speakers, 4 unseen: the recipe's 4.
+        assert_eq!(default_val_speakers(4, 30, 4), 4);
+        // 6 speakers, 2 unseen: 2 validation, 2 training.
+        assert_eq!(default_val_speakers(4, 6, 2), 2);
+        // 5 speakers, 2 unseen: one would be left, too few to cluster.
+        assert_eq!(default_val_speakers(4, 5, 2), 0);
+        assert_eq!(default_val_speakers(0, 30, 4), 0);
+        assert!(recipe("lab").is_ok());
+        let e = recipe("tuned").unwrap_err().to_string();
+        assert!(e.contains("--recipe tuned") && e.contains("default or lab"), "{e}");
+    }
 
     #[test]
     fn snapshot_epochs_cover_the_run() {

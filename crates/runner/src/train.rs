@@ -101,15 +101,32 @@ pub struct TrainArgs {
     /// Embedding size per character (wavenet: 24).
     #[arg(long, allow_negative_numbers = true)]
     pub embd: Option<i64>,
-    /// Optimisation recipe (wavenet): `lecture` (default) or `tuned`.
-    #[arg(long, value_enum)]
-    pub recipe: Option<crate::wavenet::Recipe>,
+    /// Named recipe: wavenet `lecture` (default) or `tuned`; speaker
+    /// `default` or `lab` (the lab's proxy loss).
+    #[arg(long, value_parser = ["lecture", "tuned", "default", "lab"])]
+    pub recipe: Option<String>,
     /// Intra-op CPU threads (default: the model's choice).
     #[arg(long)]
     pub threads: Option<i32>,
     /// Whole speakers kept out of training (speaker); their embeddings are clustered.
     #[arg(long)]
     pub holdout_speakers: Option<usize>,
+    /// Whole speakers kept out of training to choose the best checkpoint on
+    /// (speaker; default recipe 4, lab 0).
+    #[arg(long)]
+    pub val_speakers: Option<usize>,
+    /// Speaker, cosine head: the AM-softmax scale (default recipe 30).
+    #[arg(long)]
+    pub scale: Option<f64>,
+    /// Speaker, cosine head: the AM-softmax additive margin (default recipe 0.2).
+    #[arg(long)]
+    pub margin: Option<f64>,
+    /// Speaker: width of the embedding's projection (default recipe 128; 0: none).
+    #[arg(long)]
+    pub embedding: Option<i64>,
+    /// Speaker: dropout on the pooled vector while training (default recipe 0).
+    #[arg(long)]
+    pub dropout: Option<f64>,
     /// Epochs between learning-rate decays, StepLR (speaker: 20).
     #[arg(long)]
     pub step_size: Option<usize>,
@@ -141,7 +158,12 @@ fn model_flags(args: &TrainArgs) -> Vec<(&'static str, bool, &'static [Applies])
         ("--steps", args.steps.is_some(), &[Wavenet]),
         ("--layers", args.layers.is_some(), &[Rnn, Speaker]),
         ("--embd", args.embd.is_some(), &[Wavenet]),
-        ("--recipe", args.recipe.is_some(), &[Wavenet]),
+        ("--recipe", args.recipe.is_some(), &[Wavenet, Speaker]),
+        ("--val-speakers", args.val_speakers.is_some(), &[Speaker]),
+        ("--scale", args.scale.is_some(), &[Speaker]),
+        ("--margin", args.margin.is_some(), &[Speaker]),
+        ("--embedding", args.embedding.is_some(), &[Speaker]),
+        ("--dropout", args.dropout.is_some(), &[Speaker]),
         ("--holdout-speakers", args.holdout_speakers.is_some(), &[Speaker]),
         ("--step-size", args.step_size.is_some(), &[Speaker]),
         ("--gamma", args.gamma.is_some(), &[Speaker]),

@@ -230,7 +230,14 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
             (c, RunDir::open(dir)?)
         }
         None => {
-            let recipe = args.recipe.unwrap_or_default();
+            let recipe = match args.recipe.as_deref() {
+                None => Recipe::default(),
+                Some(name) => Recipe::from_str(name, true).map_err(|_| {
+                    anyhow::anyhow!(
+                        "--recipe {name} does not apply to --model wavenet (lecture or tuned)"
+                    )
+                })?,
+            };
             let schedule = Schedule::new(recipe, args)?;
             let defaults = WaveNetConfig::default();
             let net = WaveNetConfig {

@@ -91,9 +91,14 @@ fn short_run_lowers_the_loss_and_writes_the_run_folder() {
     assert!(out.status.success(), "train: {}", stderr(&out));
     let run = dir.join("run");
     let summary = summary(&run);
-    for key in ["final_loss", "heldout_accuracy", "unseen_purity", "it_per_s"] {
+    for key in ["final_loss", "heldout_accuracy", "unseen_purity", "baseline_purity", "it_per_s"] {
         assert!(summary[key].is_number(), "summary.json lacks {key}: {summary}");
     }
+    // five speakers, two unseen: too few left for validation speakers
+    assert_eq!(
+        (summary["val_speakers"].as_u64(), summary["checkpoint"].as_str()),
+        (Some(0), Some("last"))
+    );
     assert_eq!(summary["train_speakers"], 3);
     // The first epoch's mean loss against the last one (epochs count from 0).
     let rows = rows(&run);
@@ -190,5 +195,123 @@ fn resume_after_kill_9_mid_epoch_is_exact() {
     let last = format!("embeddings/epoch_{:04}.csv", 3);
     let read = |run: &str| std::fs::read_to_string(dir.join(run).join(&last)).unwrap();
     assert_eq!(read("whole"), read("killed"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The default recipe with validation speakers keeps the best checkpoint on
+/// them and reports the baseline; `embed` and `cluster` apply the run to a
+/// folder of new recordings, and refuse bad flags and files by name.
+#[test]
+fn validation_speakers_then_embed_and_cluster_new_recordings() {
+    let dir = corpus("embed", 6);
+    let args = [
+        "train",
+        "--model",
+        "speaker",
+        "--data-dir",
+        "spk",
+        "--holdout-speakers",
+        "2",
+        "--val-speakers",
+        "2",
+        "--hidden",
+        "16",
+        "--batch-size",
+        "8",
+        "--epochs",
+        "4",
+        "--lr",
+        "0.01",
+        "--out",
+        "run",
+    ];
+    let out = rnnlab(&dir, &args);
+    assert!(out.status.success(), "train: {}", stderr(&out));
+    let run = dir.join("run");
+    let s = summary(&run);
+    assert_eq!((s["recipe"].as_str(), s["checkpoint"].as_str()), (Some("default"), Some("best")));
+    assert_eq!((s["train_speakers"].as_u64(), s["val_speakers"].as_u64()), (Some(2), Some(2)));
+    for key in ["baseline_purity", "unseen_purity", "val_auc", "val_purity"] {
+        let v = s[key].as_f64().unwrap_or_else(|| panic!("summary.json lacks {key}: {s}"));
+        assert!((0.0..=1.0).contains(&v), "{key} {v}");
+    }
+    // The summary's scores are those of the best validation AUC in metrics.csv.
+    let mut r = csv::Reader::from_path(run.join("metrics.csv")).unwrap();
+    let head = r.headers().unwrap().clone();
+    let col = |name: &str| head.iter().position(|h| h == name).unwrap();
+    let (auc, step) = (col("val_auc"), col("step"));
+    let best = r
+        .records()
+        .map(|r| r.unwrap())
+        .filter(|r| !r[auc].is_empty())
+        .map(|r| (r[auc].parse::<f64>().unwrap(), r[step].parse::<u64>().unwrap()))
+        .fold((f64::MIN, 0), |b, x| if x.0 > b.0 { x } else { b });
+    assert_eq!(s["checkpoint_step"].as_u64(), Some(best.1));
+    assert!((s["val_auc"].as_f64().unwrap() - best.0).abs() < 1e-12);
+
+    // Two training speakers' recordings, in folders named after them.
+    let split: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("split.json")).unwrap()).unwrap();
+    let new = dir.join("new");
+    for name in split["train_speakers"].as_array().unwrap() {
+        let name = name.as_str().unwrap();
+        std::fs::create_dir_all(new.join(name)).unwrap();
+        for e in std::fs::read_dir(dir.join("spk").join(name)).unwrap() {
+            let p = e.unwrap().path();
+            std::fs::copy(&p, new.join(name).join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let out = rnnlab(&dir, &["embed", "--run", "run", "new", "--out", "emb.csv"]);
+    assert!(out.status.success(), "embed: {}", stderr(&out));
+    let mut r = csv::Reader::from_path(dir.join("emb.csv")).unwrap();
+    let head: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
+    assert_eq!(head.len(), 1 + 128, "file and 128 dimensions");
+    assert_eq!((head[0].as_str(), head[1].as_str(), head[128].as_str()), ("file", "e0", "e127"));
+    let rows: Vec<(String, Vec<f64>)> = r.deserialize().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), 20);
+    for (file, e) in &rows {
+        assert!(file.ends_with(".wav") && file.contains('/'), "{file}");
+        let norm = e.iter().map(|v| v * v).sum::<f64>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "{file}: norm {norm}");
+    }
+
+    let out = rnnlab(&dir, &["cluster", "--run", "run", "new", "-k", "2", "--out", "groups.csv"]);
+    assert!(out.status.success(), "cluster: {}", stderr(&out));
+    #[derive(serde::Deserialize)]
+    struct Group {
+        file: String,
+        cluster: usize,
+    }
+    let groups: Vec<Group> = csv::Reader::from_path(dir.join("groups.csv"))
+        .unwrap()
+        .deserialize()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(groups.len(), 20);
+    // every speaker's files in one cluster, the two speakers in different ones
+    let mut of_speaker = std::collections::BTreeMap::new();
+    for g in &groups {
+        let speaker = g.file.split('/').next().unwrap().to_owned();
+        of_speaker.entry(speaker).or_insert_with(std::collections::BTreeSet::new).insert(g.cluster);
+    }
+    let sets: Vec<_> = of_speaker.values().collect();
+    assert_eq!(sets.len(), 2);
+    assert!(sets.iter().all(|s| s.len() == 1), "a speaker split across clusters: {sets:?}");
+    assert_ne!(sets[0], sets[1], "both speakers in one cluster");
+    assert!(std::fs::metadata(dir.join("groups.png")).unwrap().len() > 1000);
+
+    // Errors name the flag, folder or file.
+    let fail = |args: &[&str], want: &str| {
+        let out = rnnlab(&dir, args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(stderr(&out).contains(want), "{args:?}: {}", stderr(&out));
+    };
+    fail(&["cluster", "--run", "run", "new", "-k", "0"], "-k 0");
+    fail(&["cluster", "--run", "run", "new", "-k", "21"], "-k 21");
+    fail(&["embed", "--run", "run", "missing"], "missing");
+    fail(&["embed", "--run", "new", "new"], "--run new");
+    fail(&["embed", "--run", "run", "new", "--checkpoint", "first"], "--checkpoint first");
+    std::fs::write(new.join("broken.wav"), b"RIFF not really").unwrap();
+    fail(&["embed", "--run", "run", "new"], "broken.wav");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -4,6 +4,8 @@
 //! Speech commands: `default` (tuned on the validation split to generalise
 //! to unseen voices in 5 epochs) and `coursework` (the notebook's exact
 //! settings). makemore's WaveNet: `lecture` (the lecture's loop) and `tuned`.
+//! The speaker BiLSTM: `default` (chosen on validation speakers) and `lab`
+//! (the lab's proxy loss).
 
 /// A recurrent classifier's recipe on Speech Commands.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -120,3 +122,61 @@ pub const MAKEMORE_LECTURE: MakemoreRecipe =
 /// batch 64, 100,000 steps.
 pub const MAKEMORE_TUNED: MakemoreRecipe =
     MakemoreRecipe { name: "tuned", steps: 100_000, batch_size: 64, lr: 3e-3 };
+
+/// The speaker-clustering BiLSTM's recipe: its head and optimisation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SpeakerRecipe {
+    pub name: &'static str,
+    pub head: models::speaker::SpeakerHead,
+    pub hidden_size: i64,
+    pub num_layers: i64,
+    pub batch_size: i64,
+    pub lr: f64,
+    pub epochs: usize,
+    /// StepLR: epochs between decays, and the decay factor.
+    pub step_size: usize,
+    pub gamma: f64,
+    /// Whole speakers kept out of training to choose the checkpoint on (the
+    /// lab chooses none and keeps the last epoch).
+    pub val_speakers: usize,
+}
+
+/// The lab's recipe: last states and time-mean, Euclidean proxy loss, hidden
+/// 64, batch 32, Adam at 2e-3 halved every 20 epochs, 60 epochs, the last
+/// epoch kept.
+pub const SPEAKER_LAB: SpeakerRecipe = SpeakerRecipe {
+    name: "lab",
+    head: models::speaker::SpeakerHead::LAB,
+    hidden_size: 64,
+    num_layers: 1,
+    batch_size: 32,
+    lr: 2e-3,
+    epochs: 60,
+    step_size: 20,
+    gamma: 0.5,
+    val_speakers: 0,
+};
+
+/// The default recipe: statistics pooling over valid frames, a projection to
+/// 128 dimensions, AM-softmax on cosine proxies (scale 30, margin 0.2), the
+/// checkpoint chosen on 4 validation speakers; otherwise the lab's numbers.
+pub const SPEAKER_DEFAULT: SpeakerRecipe = SpeakerRecipe {
+    name: "default",
+    head: models::speaker::SpeakerHead {
+        pooling: models::speaker::Pooling::Stats,
+        loss: models::speaker::ProxyLoss::Cosine { scale: 30.0, margin: 0.2 },
+        projection: Some(128),
+        dropout: 0.0,
+    },
+    hidden_size: 64,
+    num_layers: 1,
+    batch_size: 32,
+    lr: 2e-3,
+    epochs: 60,
+    step_size: 20,
+    gamma: 0.5,
+    val_speakers: 4,
+};
+
+/// The speaker recipes by name.
+pub const SPEAKER_RECIPES: [SpeakerRecipe; 2] = [SPEAKER_DEFAULT, SPEAKER_LAB];

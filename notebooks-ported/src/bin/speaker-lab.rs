@@ -59,6 +59,7 @@ use std::path::Path;
 use std::time::Instant;
 use tch::nn::{self, ModuleT, OptimizerConfig};
 use tch::{Cuda, Device, Kind, Tensor};
+use train::recipes::SPEAKER_LAB;
 use train::schedule::{LrSchedule, StepLR};
 use train::{Eval, Goal, Optim, RunDir, Schedule, Task};
 
@@ -148,14 +149,15 @@ struct Set {
 fn main() -> anyhow::Result<()> {
     let mut nb = Notebook::start("speaker-lab", "Speaker clustering with a proxy-loss BiLSTM")?;
     let s = nb.pick(
+        // the lab's recipe (`rnnlab train --model speaker --recipe lab`)
         Settings {
             holdout: 4,
-            hidden: 64,
-            batch: 32,
-            epochs: 60,
-            lr: 2e-3,
-            step_size: 20,
-            gamma: 0.5,
+            hidden: SPEAKER_LAB.hidden_size,
+            batch: SPEAKER_LAB.batch_size as usize,
+            epochs: SPEAKER_LAB.epochs,
+            lr: SPEAKER_LAB.lr,
+            step_size: SPEAKER_LAB.step_size,
+            gamma: SPEAKER_LAB.gamma,
             timed: 100,
         },
         Settings {
@@ -182,7 +184,7 @@ fn main() -> anyhow::Result<()> {
     nb.section("The data: MFCC sequences of utterances");
     let (corpus, cache) = open_corpus(&mut nb)?;
     let split =
-        corpus.split(&SplitConfig { eval_fraction: 0.2, holdout_speakers: s.holdout, seed: 0 })?;
+        corpus.split(&SplitConfig { holdout_speakers: s.holdout, ..SplitConfig::default() })?;
     let (train_f, train_y) = utterance_features(&cache, &split.train)?;
     let (held_f, held_y) = utterance_features(&cache, &split.eval)?;
     let (unseen_f, unseen_y) = utterance_features(&cache, &split.unseen)?;
@@ -248,8 +250,9 @@ fn main() -> anyhow::Result<()> {
     let config = SpeakerConfig {
         input_size: MfccConfig::default().n_mfcc as i64,
         hidden_size: s.hidden,
-        num_layers: 1,
+        num_layers: SPEAKER_LAB.num_layers,
         num_speakers,
+        head: SPEAKER_LAB.head,
     };
     let model = SpeakerModel::new(vs.root(), config);
     let on_device = vs.variables().values().filter(|t| t.device() == device).count();
