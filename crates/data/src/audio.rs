@@ -26,6 +26,10 @@ pub const ONE_SECOND: usize = SAMPLE_RATE as usize;
 /// other than integer PCM of 8/16/24/32 bits or 32-bit float.
 pub fn read_wav(path: &Path) -> Result<Vec<f32>> {
     let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let empty = file.metadata().map_err(|e| DataError::io(path, e))?.len() == 0;
+    if empty {
+        return Err(DataError::Wav { path: path.into(), reason: "empty file (0 bytes)".into() });
+    }
     let (mono, rate) = decode_wav(std::io::BufReader::new(file), path)?;
     resample(&mono, rate, SAMPLE_RATE)
         .map_err(|reason| DataError::Wav { path: path.into(), reason })

@@ -4,7 +4,9 @@
 //! and what `rnnlab data synth` / `rnnlab data download` write) or the extracted archive
 //! itself. The validation and test splits are the files listed in `validation_list.txt` and
 //! `testing_list.txt` (paths like `one/abc_nohash_0.wav`) whose class is requested, in list
-//! order; train is every other `.wav` of the requested classes, sorted. Labels are the
+//! order; train is every other `.wav` of the requested classes, sorted; `all` is every
+//! `.wav` of the requested classes, lists or not (a corpus to score, made of class folders
+//! only, needs neither list: see [`SpeechCommands::all`]). Labels are the
 //! position of the class in `classes`. Features are one-second clips' MFCCs `[32, 20]`,
 //! through a [`FeatureCache`].
 
@@ -37,6 +39,8 @@ pub enum Split {
     Train,
     Validation,
     Test,
+    /// Every clip of the requested classes, whatever the lists say.
+    All,
 }
 
 impl Split {
@@ -50,6 +54,7 @@ impl std::fmt::Display for Split {
             Split::Train => "train",
             Split::Validation => "validation",
             Split::Test => "test",
+            Split::All => "all",
         })
     }
 }
@@ -80,7 +85,11 @@ impl SpeechCommands {
         classes: &[S],
         cache: Arc<FeatureCache>,
     ) -> Result<Self> {
-        let dir = Self::resolve_root(root.as_ref())?;
+        let root = root.as_ref();
+        let dir = match split {
+            Split::All if !root.join(DATASET_DIR).is_dir() => root.to_path_buf(),
+            _ => Self::resolve_root(root)?,
+        };
         let classes: Vec<String> = classes.iter().map(|c| c.as_ref().to_string()).collect();
         if classes.is_empty() {
             return Err(DataError::dataset(&dir, "no classes requested"));
@@ -95,8 +104,10 @@ impl SpeechCommands {
             let class = rel.split('/').next()?;
             classes.iter().position(|c| c == class).map(|i| i as i64)
         };
-        let validation = read_list(&dir.join(VALIDATION_LIST))?;
-        let testing = read_list(&dir.join(TESTING_LIST))?;
+        let (validation, testing) = match split {
+            Split::All => (Vec::new(), Vec::new()),
+            _ => (read_list(&dir.join(VALIDATION_LIST))?, read_list(&dir.join(TESTING_LIST))?),
+        };
         let listed = |list: &[String]| -> Result<Vec<(PathBuf, i64)>> {
             let mut items = Vec::new();
             for rel in list {
@@ -113,7 +124,7 @@ impl SpeechCommands {
         let items = match split {
             Split::Validation => listed(&validation)?,
             Split::Test => listed(&testing)?,
-            Split::Train => {
+            Split::Train | Split::All => {
                 let held_out: HashSet<&str> =
                     validation.iter().chain(&testing).map(String::as_str).collect();
                 let mut items = Vec::new();
@@ -138,6 +149,68 @@ impl SpeechCommands {
             }
         };
         Ok(SpeechCommands { dir, split, classes, items, cache, features: OnceLock::new() })
+    }
+
+    /// Every clip of a corpus laid out as Speech Commands (class folders of `.wav` files,
+    /// under `root/data_speech_commands_v0.02` or `root` itself; lists not needed), for
+    /// scoring a model trained on `classes`. Folders of WAVs whose name is not among
+    /// `classes` are an error naming them (folders starting with `_`, like
+    /// `_background_noise_`, are not classes); classes without a folder are skipped.
+    pub fn all<S: AsRef<str>>(
+        root: impl AsRef<Path>,
+        classes: &[S],
+        cache: Arc<FeatureCache>,
+    ) -> Result<Self> {
+        let root = root.as_ref();
+        if !root.is_dir() {
+            return Err(DataError::dataset(root, "no such folder"));
+        }
+        let nested = root.join(DATASET_DIR);
+        let dir = if nested.is_dir() { nested } else { root.to_path_buf() };
+        let known: Vec<&str> = classes.iter().map(AsRef::as_ref).collect();
+        let mut unknown = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(|e| DataError::io(&dir, e))? {
+            let entry = entry.map_err(|e| DataError::io(&dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.path().is_dir() && !name.starts_with('_') && !known.contains(&name.as_str()) {
+                let folder = entry.path();
+                let has_wav = std::fs::read_dir(&folder)
+                    .map_err(|e| DataError::io(&folder, e))?
+                    .filter_map(|e| e.ok())
+                    .any(|e| e.file_name().to_string_lossy().ends_with(".wav"));
+                if has_wav {
+                    unknown.push(name);
+                }
+            }
+        }
+        if !unknown.is_empty() {
+            unknown.sort();
+            return Err(DataError::dataset(
+                &dir,
+                format!(
+                    "class folders unknown to the model: {} (it knows {})",
+                    unknown.join(", "),
+                    known.join(", ")
+                ),
+            ));
+        }
+        let present: Vec<&str> = known.iter().copied().filter(|c| dir.join(c).is_dir()).collect();
+        if present.is_empty() {
+            return Err(DataError::dataset(
+                &dir,
+                format!("no class folder here: expected one of {}", known.join(", ")),
+            ));
+        }
+        let mut ds = Self::with_cache(&dir, Split::All, &present, cache)?;
+        // Labels are positions in the model's classes, not in the folders present.
+        let index = |c: &str| known.iter().position(|k| *k == c).expect("present is known") as i64;
+        let map: Vec<i64> = present.iter().map(|c| index(c)).collect();
+        ds.items.iter_mut().for_each(|(_, l)| *l = map[*l as usize]);
+        ds.classes = known.iter().map(|c| c.to_string()).collect();
+        if ds.items.is_empty() {
+            return Err(DataError::dataset(&dir, "no .wav files in the class folders"));
+        }
+        Ok(ds)
     }
 
     /// The extracted-archive folder under `root`: `root/data_speech_commands_v0.02` when it

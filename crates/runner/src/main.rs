@@ -12,6 +12,7 @@ mod embed;
 mod info;
 mod mfcc_cmd;
 mod plots;
+mod predict;
 mod speaker;
 mod sweep;
 mod train;
@@ -40,8 +41,10 @@ enum Command {
     Info,
     /// Train a model; writes metrics.csv, config.json, summary.json, checkpoints.
     Train(Box<train::TrainArgs>),
-    /// Re-score a recurrent classifier's checkpoint on a split.
+    /// Re-score a recurrent classifier's checkpoint on a split, or on another corpus.
     Eval(train_rnn::EvalArgs),
+    /// Classify WAV files (or folders of them) with a trained word classifier.
+    Predict(predict::PredictArgs),
     /// Sample new names from a trained wavenet run (evaluation-mode BatchNorm).
     Sample(wavenet::SampleArgs),
     /// Draw the figures of every run under results/ (PNG files in each run folder).
@@ -72,6 +75,7 @@ fn main() -> anyhow::Result<()> {
         Command::Info => info::run(device),
         Command::Train(args) => train::run(&args, device),
         Command::Eval(args) => train_rnn::eval(&args, device),
+        Command::Predict(args) => predict::run(&args, device),
         Command::Sample(args) => wavenet::sample(&args, device),
         Command::Plots(args) => plots::run(&args),
         Command::Mfcc(args) => mfcc_cmd::run(&args),

@@ -454,54 +454,141 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `rnnlab eval --run DIR`: re-scores a checkpoint on a split.
+/// `rnnlab eval --run DIR`: re-scores a checkpoint on a split, of the run's own
+/// data set or of another corpus (`--data-dir`).
 #[derive(clap::Args, Debug)]
 pub struct EvalArgs {
     /// The run folder (from `rnnlab train`).
     #[arg(long)]
     pub run: PathBuf,
-    /// Which split to score.
-    #[arg(long, value_enum, default_value_t = SplitArg::Test)]
-    pub split: SplitArg,
+    /// Which split to score (default: test; `all` for a corpus without split
+    /// lists, and every clip of it).
+    #[arg(long, value_enum)]
+    pub split: Option<SplitArg>,
     /// Which checkpoint: `best` (at the best validation accuracy) or `last`.
     #[arg(long, default_value = "best")]
     pub checkpoint: String,
+    /// Score another corpus in the Speech Commands layout (class folders of
+    /// WAVs, `validation_list.txt` and `testing_list.txt` optional) through
+    /// the run's own feature settings.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug)]
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SplitArg {
     Train,
     Validation,
     Test,
+    /// Every clip of the requested classes (a corpus without lists).
+    All,
+}
+
+impl From<SplitArg> for Split {
+    fn from(s: SplitArg) -> Split {
+        match s {
+            SplitArg::Train => Split::Train,
+            SplitArg::Validation => Split::Validation,
+            SplitArg::Test => Split::Test,
+            SplitArg::All => Split::All,
+        }
+    }
+}
+
+/// A trained recurrent classifier: its run config, and the model with the
+/// weights of `checkpoint` (`best` or `last`).
+pub struct Trained {
+    pub cfg: RnnRunConfig,
+    pub model: Box<dyn SequenceClassifier>,
+    _vs: nn::VarStore,
+}
+
+impl Trained {
+    pub fn load(dir: &Path, checkpoint: &str, device: Device) -> anyhow::Result<Self> {
+        ensure!(dir.is_dir(), "run folder {} does not exist", dir.display());
+        let run = RunDir::open(dir)?;
+        let config = RunConfig::read(dir)?;
+        let Some(cfg) = config.as_rnn() else {
+            bail!(
+                "{}: this run's model is {:?}, not a recurrent word classifier (lstm, gru, \
+                 rnn_tanh, rnn_relu)",
+                dir.display(),
+                config.kind()
+            );
+        };
+        let vs = nn::VarStore::new(device);
+        let model = classifier(&vs.root(), cfg.rnn, cfg.bidirectional, cfg.engine, cfg.forget_bias);
+        run.load_checkpoint(&vs, checkpoint)?;
+        Ok(Self { cfg: cfg.clone(), model, _vs: vs })
+    }
+
+    /// Batches of `loader` read as the run reads them (to each clip's own
+    /// last frame when the run keeps lengths).
+    pub fn logits(&self, x: &Tensor, lengths: &Tensor) -> Tensor {
+        self.model.forward_lengths(x, self.cfg.lengths.then_some(lengths), false)
+    }
+
+    /// `loader` standardised as the run was trained, when it standardises.
+    pub fn prepare(&self, loader: DataLoader) -> DataLoader {
+        match &self.cfg.standardizer {
+            Some(s) => loader.standardize(s),
+            None => loader,
+        }
+    }
 }
 
 pub fn eval(args: &EvalArgs, device: Device) -> anyhow::Result<()> {
-    let run = RunDir::open(&args.run)?;
-    let config = RunConfig::read(&args.run)?;
-    let Some(cfg) = config.as_rnn() else {
-        bail!(
-            "{}: `eval` scores recurrent classifiers; this run's model is {:?}",
-            args.run.display(),
-            config.kind()
-        );
+    let trained = Trained::load(&args.run, &args.checkpoint, device)?;
+    let mut cfg = trained.cfg.clone();
+    let (loader, split) = match &args.data_dir {
+        None => {
+            let split = args.split.unwrap_or(SplitArg::Test);
+            ensure!(
+                split != SplitArg::All,
+                "--split all scores a corpus given with --data-dir (one without split lists)"
+            );
+            let splits = load_splits(&mut cfg, device)?;
+            let loader = match split {
+                SplitArg::Train => splits.train,
+                SplitArg::Validation => splits.valid,
+                _ => splits.test,
+            };
+            (loader, Split::from(split))
+        }
+        Some(dir) => {
+            let cache = Arc::new(feature_cache(&cfg)?);
+            let has_lists = SpeechCommands::resolve_root(dir).is_ok();
+            let split = args.split.map(Split::from).unwrap_or(if has_lists {
+                Split::Test
+            } else {
+                Split::All
+            });
+            let ds = match split {
+                Split::All => SpeechCommands::all(dir, &cfg.classes, cache)?,
+                s => {
+                    ensure!(
+                        has_lists,
+                        "--data-dir {}: no {} or {} to take the {s} split from; score every \
+                         clip with --split all (the default for such a corpus)",
+                        dir.display(),
+                        data::speech_commands::VALIDATION_LIST,
+                        data::speech_commands::TESTING_LIST
+                    );
+                    SpeechCommands::with_cache(dir, s, &cfg.classes, cache)?
+                }
+            };
+            ensure!(!ds.is_empty(), "{}: the {split} split is empty", ds.dir().display());
+            (trained.prepare(DataLoader::new(&ds, 1000, device)?), split)
+        }
     };
-    let mut cfg = cfg.clone();
-    let splits = load_splits(&mut cfg, device)?;
-    let vs = nn::VarStore::new(device);
-    let model = classifier(&vs.root(), cfg.rnn, cfg.bidirectional, cfg.engine, cfg.forget_bias);
-    run.load_checkpoint(&vs, &args.checkpoint)?;
-    let loader = match args.split {
-        SplitArg::Train => &splits.train,
-        SplitArg::Validation => &splits.valid,
-        SplitArg::Test => &splits.test,
-    };
-    let (loss, acc) = loss_and_accuracy(model.as_ref(), cfg.lengths, loader, 1000);
+    let e = loader.evaluate_with(1000, |x, l| trained.logits(x, l));
     println!(
-        "{} {:?} loss {loss:.6}; accuracy ({} checkpoint, {} clips): {acc:.6}",
+        "{} {split} loss {:.6}; accuracy ({} checkpoint, {} clips): {:.6}",
         args.run.display(),
-        args.split,
+        e.loss,
         args.checkpoint,
-        loader.num_samples()
+        loader.num_samples(),
+        e.accuracy()
     );
     Ok(())
 }
