@@ -6,14 +6,14 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use data::speech_commands::{SpeechCommands, Split, DATASET_DIR};
-use data::synth::{espeak_available, generate, speak, SynthConfig, Voice, INSTALL_HINT};
+use data::synth::{espeak_available, generate, speak, Engine, SynthConfig, Voice, INSTALL_HINT};
 
 fn require_espeak() {
     assert!(espeak_available(), "espeak-ng is needed for these tests: {INSTALL_HINT}");
 }
 
 fn tiny(seed: u64) -> SynthConfig {
-    SynthConfig { per_class: 10, seed, ..SynthConfig::default() }
+    SynthConfig { per_class: 10, seed, engines: vec![Engine::Espeak], ..SynthConfig::default() }
 }
 
 /// Every file under `dir`, relative path -> bytes.
@@ -95,11 +95,11 @@ fn held_out_speakers_never_occur_in_training() {
 #[test]
 fn speak_gives_16k_speech_and_refuses_to_replace_real_data() {
     require_espeak();
-    let v = Voice { name: "en-us".into(), variant: Some("m3".into()), pitch: 50, speed: 160 };
+    let v = Voice::espeak("en-us", Some("m3"), 50, 160);
     let y = speak("three", &v).unwrap();
     assert!(y.len() > 4_000 && y.len() < 16_000, "{} samples", y.len());
     assert!(y.iter().fold(0f32, |m, s| m.max(s.abs())) > 0.1);
-    let bad = Voice { name: "zzzbad".into(), variant: None, pitch: 50, speed: 160 };
+    let bad = Voice::espeak("zzzbad", None, 50, 160);
     let Err(err) = speak("one", &bad) else { panic!("an unknown voice must fail") };
     let err = err.to_string();
     assert!(err.contains("zzzbad"), "{err}");
