@@ -751,4 +751,30 @@ mod tests {
         texts.dedup();
         assert_eq!(texts.len(), TEXTS.len(), "texts are distinct");
     }
+
+    #[test]
+    fn synth_speakers_alternate_engines_one_per_person() {
+        let all = SpeakerSynthConfig {
+            speakers: 6,
+            engines: Engine::ALL.to_vec(),
+            ..SpeakerSynthConfig::default()
+        };
+        let folders: Vec<String> = synth_speakers(&all).into_iter().map(|s| s.folder).collect();
+        assert_eq!(
+            folders,
+            [
+                "s01_en-us+m1",
+                "s02_flite-awb",
+                "s03_en-gb+f2",
+                "s04_festival-kal_diphone",
+                "s05_en-gb-scotland+m3",
+                "s06_flite-rms"
+            ]
+        );
+        let flite = SpeakerSynthConfig { engines: vec![Engine::Flite], ..all.clone() };
+        let names: Vec<String> = synth_speakers(&flite).into_iter().map(|s| s.voice.name).collect();
+        assert_eq!(names, ["awb", "kal16", "rms", "slt"]);
+        let every = SpeakerSynthConfig { speakers: usize::MAX, ..all };
+        assert_eq!(synth_speakers(&every).len(), 35);
+    }
 }

@@ -1162,3 +1162,39 @@ fn render(clip: &Clip, speech: &[f32], cond: &Conditions, dir: &Path) -> Result<
     write_at_rate(&dir.join(&clip.rel), &y, cond.sample_rate)?;
     Ok(y)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifests_without_engines_load_as_espeak() {
+        let voice: Voice =
+            serde_json::from_str(r#"{"name":"en-us","variant":"m3","pitch":50,"speed":160}"#)
+                .unwrap();
+        assert_eq!(voice, Voice::espeak("en-us", Some("m3"), 50, 160));
+        // the config part of a synth.json written before engines existed
+        let old = r#"{"classes":["one"],"per_class":10,"validation_fraction":0.1,
+            "test_fraction":0.1,"seed":3,"snr_db":[15.0,40.0],"pitch":[20,80],"speed":[120,210]}"#;
+        let cfg: SynthConfig = serde_json::from_str(old).unwrap();
+        assert_eq!(cfg.engines, [Engine::Espeak]);
+        assert_eq!(cfg.conditions, Conditions::default());
+        assert_eq!(cfg.train_voices, None);
+        // and a new one round-trips
+        let new = SynthConfig { engines: vec![Engine::Flite], ..cfg.clone() };
+        let back: SynthConfig = serde_json::from_str(&serde_json::to_string(&new).unwrap()).unwrap();
+        assert_eq!(back, new);
+        assert_eq!("festival".parse::<Engine>().unwrap(), Engine::Festival);
+        assert!("sapi".parse::<Engine>().unwrap_err().contains("espeak, flite or festival"));
+    }
+
+    #[test]
+    fn persons_are_shared_across_engines() {
+        assert_eq!(person(Engine::Flite, "kal16"), person(Engine::Festival, "kal_diphone"));
+        assert_eq!(person(Engine::Flite, "slt"), person(Engine::Festival, "cmu_us_slt_arctic_hts"));
+        assert_ne!(person(Engine::Flite, "awb"), person(Engine::Flite, "rms"));
+        assert_eq!(with_suffix("one/ab_nohash_3.wav", "_aug1"), "one/ab_nohash_3_aug1.wav");
+        let v = Voice::new(Engine::Flite, "slt", 70, 175);
+        assert!((v.pitch_factor() - 2f64.powf(0.1)).abs() < 1e-12);
+    }
+}

@@ -16,3 +16,18 @@ fn a_missing_espeak_says_how_to_install_it() {
     let err = generate(out.path(), &cfg).unwrap_err().to_string();
     assert!(err.contains("apt-get install espeak-ng"), "{err}");
 }
+
+#[test]
+fn a_missing_flite_or_festival_names_the_engine_and_voice() {
+    let empty = tempfile::tempdir().unwrap();
+    std::env::set_var("PATH", empty.path());
+    for (engine, voice) in [(Engine::Flite, "slt"), (Engine::Festival, "kal_diphone")] {
+        assert!(!engine.available());
+        let err = speak("one", &Voice::new(engine, voice, 50, 175)).unwrap_err().to_string();
+        assert!(err.contains(engine.program()) && err.contains("apt-get install"), "{err}");
+        let cfg = SynthConfig { engines: vec![engine], ..SynthConfig::default() };
+        let out = tempfile::tempdir().unwrap();
+        let err = generate(out.path(), &cfg).unwrap_err().to_string();
+        assert!(err.contains(engine.program()) && err.contains(voice), "{err}");
+    }
+}
