@@ -29,8 +29,8 @@ use crate::cache::FeatureCache;
 use crate::error::{DataError, Result};
 use crate::mfcc::Features;
 use crate::synth::{
-    engine_set, publish, speak_all, spoken_within, RENDER_BLOCK, staging_dir, write_at_rate, write_copies, AugmentedClip,
-    Conditions, Engine, Voice,
+    engine_set, publish, speak_all, spoken_within, staging_dir, write_at_rate, write_copies,
+    AugmentedClip, Conditions, Engine, Voice, RENDER_BLOCK,
 };
 
 /// Where `rnnlab data synth-speakers` writes and `train --model speaker` reads by default.
@@ -599,7 +599,9 @@ pub fn generate_speakers(out: &Path, cfg: &SpeakerSynthConfig) -> Result<Speaker
         let done: Vec<Vec<f32>> = block
             .par_iter()
             .zip(&speech)
-            .map(|(job, sp)| render(job, sp, cond, &tmp).map(|y| if copies { y } else { Vec::new() }))
+            .map(|(job, sp)| {
+                render(job, sp, cond, &tmp).map(|y| if copies { y } else { Vec::new() })
+            })
             .collect::<Result<_>>()?;
         clean.extend(done);
     }
@@ -634,9 +636,12 @@ pub fn generate_speakers(out: &Path, cfg: &SpeakerSynthConfig) -> Result<Speaker
 }
 
 fn render(job: &Job, speech: &[f32], cond: &Conditions, dir: &Path) -> Result<Vec<f32>> {
-    let voiced = spoken_within(speech, &job.text, &job.voice, cond.max_seconds.map(|s| {
-        (s * SAMPLE_RATE as f64).round() as usize
-    }))?;
+    let voiced = spoken_within(
+        speech,
+        &job.text,
+        &job.voice,
+        cond.max_seconds.map(|s| (s * SAMPLE_RATE as f64).round() as usize),
+    )?;
     let peak = voiced.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
     let gain = job.peak / peak;
     let mut y: Vec<f32> = voiced.iter().map(|s| s * gain).collect();

@@ -27,8 +27,8 @@ use sha2::{Digest, Sha256};
 
 use crate::audio::{self, ONE_SECOND, SAMPLE_RATE};
 use crate::augment::wave::{self, augment_rng, AugmentOp, WaveAugment};
-use crate::loader::splitmix64;
 use crate::error::{DataError, Result};
+use crate::loader::splitmix64;
 use crate::speech_commands::{DATASET_DIR, DEFAULT_CLASSES, TESTING_LIST, VALIDATION_LIST};
 
 /// How to install the synthesiser, for error messages.
@@ -196,11 +196,15 @@ impl Engine {
     pub fn install_hint(self) -> &'static str {
         match self {
             Engine::Espeak => INSTALL_HINT,
-            Engine::Flite => "install it with `sudo apt-get install flite` (Debian/Ubuntu; `make setup` \
-                 does it when run as root), or see http://cmuflite.org",
-            Engine::Festival => "install it with `sudo apt-get install festival festvox-kallpc16k \
+            Engine::Flite => {
+                "install it with `sudo apt-get install flite` (Debian/Ubuntu; `make setup` \
+                 does it when run as root), or see http://cmuflite.org"
+            }
+            Engine::Festival => {
+                "install it with `sudo apt-get install festival festvox-kallpc16k \
                  festvox-kdlpc16k festvox-us-slt-hts` (Debian/Ubuntu; `make setup` does it when \
-                 run as root), or see https://www.cstr.ed.ac.uk/projects/festival/",
+                 run as root), or see https://www.cstr.ed.ac.uk/projects/festival/"
+            }
         }
     }
 
@@ -732,11 +736,8 @@ pub fn generate(out: &Path, cfg: &SynthConfig) -> Result<SynthSummary> {
             .collect::<Result<_>>()?;
         clean.extend(done);
     }
-    let train: Vec<(String, Vec<f32>)> = clips
-        .iter()
-        .zip(clean)
-        .filter_map(|(c, y)| y.map(|y| (c.rel.clone(), y)))
-        .collect();
+    let train: Vec<(String, Vec<f32>)> =
+        clips.iter().zip(clean).filter_map(|(c, y)| y.map(|y| (c.rel.clone(), y))).collect();
     let augmented = write_copies(&tmp_dir, &train, cond, cfg.seed)?;
 
     let mut counts = [0usize; 3];
@@ -1126,7 +1127,11 @@ pub(crate) fn write_copies(
                     let (y, ops) = cond.wave_augment.apply(x, SAMPLE_RATE, &pool, &mut rng);
                     (y, ops, with_suffix(rel, &format!("_aug{k}")))
                 }
-                None => (wave::telephone(x, SAMPLE_RATE), vec![AugmentOp::Telephone], with_suffix(rel, "_tel")),
+                None => (
+                    wave::telephone(x, SAMPLE_RATE),
+                    vec![AugmentOp::Telephone],
+                    with_suffix(rel, "_tel"),
+                ),
             };
             write_at_rate(&dir.join(&file), &y, cond.sample_rate)?;
             Ok(AugmentedClip { file, source: rel.clone(), ops })
@@ -1145,7 +1150,11 @@ fn render(clip: &Clip, speech: &[f32], cond: &Conditions, dir: &Path) -> Result<
             // the clip's own noise seed so that one-second sets draw as they always did
             let min = ((MIN_CLIP_SECONDS * SAMPLE_RATE as f64) as usize).max(word.len());
             let mut r = ChaCha8Rng::seed_from_u64(splitmix64(clip.noise_seed));
-            if max > min { r.gen_range(min..=max) } else { min }
+            if max > min {
+                r.gen_range(min..=max)
+            } else {
+                min
+            }
         }
     };
     let peak = word.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
@@ -1182,7 +1191,8 @@ mod tests {
         assert_eq!(cfg.train_voices, None);
         // and a new one round-trips
         let new = SynthConfig { engines: vec![Engine::Flite], ..cfg.clone() };
-        let back: SynthConfig = serde_json::from_str(&serde_json::to_string(&new).unwrap()).unwrap();
+        let back: SynthConfig =
+            serde_json::from_str(&serde_json::to_string(&new).unwrap()).unwrap();
         assert_eq!(back, new);
         assert_eq!("festival".parse::<Engine>().unwrap(), Engine::Festival);
         assert!("sapi".parse::<Engine>().unwrap_err().contains("espeak, flite or festival"));

@@ -142,8 +142,9 @@ fn flite_and_festival_speak_at_16k_and_name_a_bad_voice() {
         // speed: twice the words per minute, about half the spoken length
         let v = Voice::new(engine, engine.voices()[0], 50, 175);
         let slow = data::synth::trim_silence(&speak("seven", &v).unwrap()).len() as f64;
-        let fast = data::synth::trim_silence(&speak("seven", &Voice { speed: 350, ..v.clone() }).unwrap())
-            .len() as f64;
+        let fast =
+            data::synth::trim_silence(&speak("seven", &Voice { speed: 350, ..v.clone() }).unwrap())
+                .len() as f64;
         assert!((0.4..0.65).contains(&(fast / slow)), "{engine}: ratio {}", fast / slow);
     }
 }
@@ -191,18 +192,27 @@ fn several_engines_small_short_clips_with_copies() {
     assert_eq!(s.clips, [3 * 8 * 4, 3, 3]);
     assert_eq!(s.augmented.len(), 3 * 8 * 3);
     assert_eq!(s.train_voices.len(), 2);
-    for (split, n) in s.engine_clips.values().fold([0; 3], |mut acc, v| {
-        (0..3).for_each(|i| acc[i] += v[i]);
-        acc
-    })
-    .iter()
-    .enumerate()
+    for (split, n) in s
+        .engine_clips
+        .values()
+        .fold([0; 3], |mut acc, v| {
+            (0..3).for_each(|i| acc[i] += v[i]);
+            acc
+        })
+        .iter()
+        .enumerate()
     {
         assert_eq!(*n, [24, 3, 3][split]);
     }
     let listed: HashSet<String> = ["validation_list.txt", "testing_list.txt"]
         .iter()
-        .flat_map(|l| std::fs::read_to_string(root.join(l)).unwrap().lines().map(String::from).collect::<Vec<_>>())
+        .flat_map(|l| {
+            std::fs::read_to_string(root.join(l))
+                .unwrap()
+                .lines()
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
         .collect();
     for c in &s.augmented {
         assert!(!listed.contains(&c.source) && !listed.contains(&c.file), "{c:?}");

@@ -138,7 +138,8 @@ fn synth_small_short_8k_corpus_with_copies_from_the_cli() {
         assert!((0.26..=0.9).contains(&secs), "{}: {secs} s", p.display());
     }
     // the set trains as any other: bench reads every file (resampled to 16 kHz)
-    let out = rnnlab().args(["bench", "mfcc", "--iters", "1", "--root"]).arg(&dir).output().unwrap();
+    let out =
+        rnnlab().args(["bench", "mfcc", "--iters", "1", "--root"]).arg(&dir).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     let bad = rnnlab()
@@ -152,7 +153,7 @@ fn synth_small_short_8k_corpus_with_copies_from_the_cli() {
 
 #[test]
 fn speakers_few_short_clips_from_the_cli() {
-    let dir = scratch("spk");
+    let dir = scratch("spk").join("corpus");
     let out = rnnlab()
         .args(["data", "speakers", "--speakers", "3", "--utterances", "4", "--engines", "espeak"])
         .args(["--max-seconds", "0.8", "--sample-rate", "8000", "--augment", "1", "--holdout", "1"])

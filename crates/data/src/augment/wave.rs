@@ -200,7 +200,8 @@ pub fn time_stretch(x: &[f32], len: usize, sample_rate: u32) -> Vec<f32> {
             let natural = prev + hop as isize;
             (-tol..=tol)
                 .map(|d| {
-                    let c: f32 = (0..hop as isize).map(|i| get(nominal + d + i) * get(natural + i)).sum();
+                    let c: f32 =
+                        (0..hop as isize).map(|i| get(nominal + d + i) * get(natural + i)).sum();
                     (d, c)
                 })
                 .fold((0, f32::MIN), |best, cand| if cand.1 > best.1 { cand } else { best })
@@ -232,7 +233,9 @@ pub fn pitch_shift(x: &[f32], factor: f64, sample_rate: u32) -> Vec<f32> {
 /// `x` moved by `samples` (later when positive), zeros filling the gap, same length.
 pub fn shift(x: &[f32], samples: isize) -> Vec<f32> {
     let n = x.len() as isize;
-    (0..n).map(|i| if (0..n).contains(&(i - samples)) { x[(i - samples) as usize] } else { 0.0 }).collect()
+    (0..n)
+        .map(|i| if (0..n).contains(&(i - samples)) { x[(i - samples) as usize] } else { 0.0 })
+        .collect()
 }
 
 /// `x` scaled by `db` decibels.
@@ -350,7 +353,8 @@ impl WaveAugment {
     ) -> (Vec<f32>, Vec<AugmentOp>) {
         let mut y = x.to_vec();
         let mut ops = Vec::new();
-        let draw = |rng: &mut _, (a, b): (f64, f64)| if b > a { Rng::gen_range(rng, a..=b) } else { a };
+        let draw =
+            |rng: &mut _, (a, b): (f64, f64)| if b > a { Rng::gen_range(rng, a..=b) } else { a };
         if rng.gen_bool(self.speed_prob) {
             let factor = draw(rng, self.speed);
             y = speed(&y, factor, sample_rate);
@@ -421,8 +425,9 @@ mod tests {
     fn welch(x: &[f32]) -> Vec<f64> {
         let n = 512;
         let mut acc = vec![0f64; n / 2 + 1];
-        let win: Vec<f64> =
-            (0..n).map(|i| 0.5 - 0.5 * (std::f64::consts::TAU * i as f64 / n as f64).cos()).collect();
+        let win: Vec<f64> = (0..n)
+            .map(|i| 0.5 - 0.5 * (std::f64::consts::TAU * i as f64 / n as f64).cos())
+            .collect();
         let mut start = 0;
         while start + n <= x.len() {
             for (k, a) in acc.iter_mut().enumerate() {
@@ -528,8 +533,7 @@ mod tests {
         let h = [0.5f32, -0.25, 0.125];
         let full = convolve(&x[..10], &h);
         for (n, v) in full.iter().enumerate() {
-            let want: f32 =
-                (0..3).filter(|&k| n >= k && n - k < 10).map(|k| h[k] * x[n - k]).sum();
+            let want: f32 = (0..3).filter(|&k| n >= k && n - k < 10).map(|k| h[k] * x[n - k]).sum();
             assert!((v - want).abs() < 1e-5, "{n}: {v} vs {want}");
         }
     }
