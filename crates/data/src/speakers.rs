@@ -30,7 +30,7 @@ use crate::error::{DataError, Result};
 use crate::mfcc::Features;
 use crate::synth::{
     engine_set, publish, speak_all, spoken_within, staging_dir, write_at_rate, write_copies,
-    AugmentedClip, Conditions, Engine, Voice, RENDER_BLOCK,
+    AugmentedClip, Conditions, Engine, Voice, MIN_CLIP_SECONDS, RENDER_BLOCK,
 };
 
 /// Where `rnnlab data synth-speakers` writes and `train --model speaker` reads by default.
@@ -646,6 +646,10 @@ fn render(job: &Job, speech: &[f32], cond: &Conditions, dir: &Path) -> Result<Ve
     let gain = job.peak / peak;
     let mut y: Vec<f32> = voiced.iter().map(|s| s * gain).collect();
     let power = y.iter().map(|&s| s as f64 * s as f64).sum::<f64>() / y.len().max(1) as f64;
+    if cond.max_seconds.is_some() {
+        // short clips are at least MIN_CLIP_SECONDS: silence (then noise) after the words
+        y.resize(y.len().max((MIN_CLIP_SECONDS * SAMPLE_RATE as f64) as usize), 0.0);
+    }
     crate::synth::add_white_noise(&mut y, power, job.snr_db, job.noise_seed);
     write_at_rate(&dir.join(&job.rel), &y, cond.sample_rate)?;
     Ok(y)

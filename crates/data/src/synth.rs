@@ -762,9 +762,9 @@ pub fn generate(out: &Path, cfg: &SynthConfig) -> Result<SynthSummary> {
     }
     let summary = SynthSummary {
         dir: final_dir.clone(),
+        variants: if engines.contains(&Engine::Espeak) { variants } else { Default::default() },
         config: SynthConfig { engines, ..cfg.clone() },
         clips: counts,
-        variants,
         voices,
         engine_clips,
         train_voices: pools.fixed_train.clone().unwrap_or_default(),
@@ -865,7 +865,7 @@ fn fixed_voices(
     others: &[(Engine, &'static str)],
     n: usize,
 ) -> Result<Vec<Voice>> {
-    let mut rng = ChaCha8Rng::seed_from_u64(splitmix64(cfg.seed ^ 0x7472_6169_6e));
+    let mut rng = ChaCha8Rng::seed_from_u64(splitmix64(cfg.seed ^ 0x0074_7261_696e));
     let mut lists: Vec<Vec<(Engine, String, Option<String>)>> = Vec::new();
     for &e in engines {
         let mut l: Vec<(Engine, String, Option<String>)> = if e == Engine::Espeak {
