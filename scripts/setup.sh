@@ -31,14 +31,24 @@ fi
 ln -sfn "$libtorch" .libtorch
 echo "setup: .libtorch -> $libtorch"
 
-# espeak-ng speaks the synthetic Speech Commands (`make data`) and the data tests.
-if ! command -v espeak-ng >/dev/null 2>&1; then
+# The speech engines of the synthetic sets (`make data`) and the data tests: espeak-ng,
+# flite, festival with three voices. `rnnlab data synth` uses every one that is present.
+missing=()
+command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
+command -v flite >/dev/null 2>&1 || missing+=(flite)
+command -v festival >/dev/null 2>&1 || missing+=(festival)
+for v in english/kal_diphone:festvox-kallpc16k english/ked_diphone:festvox-kdlpc16k \
+  us/cmu_us_slt_arctic_hts:festvox-us-slt-hts; do
+  [ -d "/usr/share/festival/voices/${v%%:*}" ] || missing+=("${v##*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "setup: installing espeak-ng (apt-get)"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null
+    echo "setup: installing ${missing[*]} (apt-get)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "setup: espeak-ng is missing: sudo apt-get install espeak-ng (Debian/Ubuntu)," \
-      "brew install espeak-ng (macOS); make data and the data tests need it" >&2
+    echo "setup: missing speech engines or voices: sudo apt-get install ${missing[*]}" \
+      "(Debian/Ubuntu; brew install espeak-ng flite festival on macOS); make data and the" \
+      "data tests use every engine present and need espeak-ng" >&2
   fi
 fi
 

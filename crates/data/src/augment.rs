@@ -8,6 +8,11 @@
 //! voices it never heard. The masks come from a generator seeded by
 //! `(seed, step)`, not from libtorch's global one, so a resumed run draws the
 //! same masks as an uninterrupted one.
+//!
+//! [`wave`] holds the waveform augmentations (reverberation, noise, speed,
+//! pitch, shift, gain, telephone band) that synthesis applies to training clips.
+
+pub mod wave;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

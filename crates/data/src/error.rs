@@ -21,6 +21,9 @@ pub enum DataError {
     /// `espeak-ng` is missing or failed.
     #[error("espeak-ng: {0}")]
     Espeak(String),
+    /// A speech synthesiser (`engine`: espeak-ng, flite, festival) is missing or failed.
+    #[error("{engine}: {reason}")]
+    Synth { engine: String, reason: String },
     /// A download that failed or did not have the announced size.
     #[error("{url}: download failed: {reason}")]
     Download { url: String, reason: String },

@@ -24,11 +24,14 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::audio::{self, SAMPLE_RATE};
+use crate::audio::SAMPLE_RATE;
 use crate::cache::FeatureCache;
 use crate::error::{DataError, Result};
 use crate::mfcc::Features;
-use crate::synth::{publish, speak, staging_dir, trim_silence, Voice};
+use crate::synth::{
+    engine_set, publish, speak_all, spoken_within, staging_dir, write_at_rate, write_copies,
+    AugmentedClip, Conditions, Engine, Voice, MIN_CLIP_SECONDS, RENDER_BLOCK,
+};
 
 /// Where `rnnlab data synth-speakers` writes and `train --model speaker` reads by default.
 pub const DEFAULT_ROOT: &str = "data/speakers";
@@ -444,10 +447,25 @@ pub const TEXTS: [&str; 120] = [
     "see you soon",
 ];
 
+/// The flite and festival speakers, one per recorded person, in the order they join the
+/// corpus: each is the first of its voices whose engine is used.
+const OTHER_SPEAKERS: [&[(Engine, &str)]; 5] = [
+    &[(Engine::Flite, "awb")],
+    &[(Engine::Festival, "kal_diphone"), (Engine::Flite, "kal16")],
+    &[(Engine::Flite, "rms")],
+    &[(Engine::Festival, "cmu_us_slt_arctic_hts"), (Engine::Flite, "slt")],
+    &[(Engine::Festival, "ked_diphone")],
+];
+
+fn legacy_engines() -> Vec<Engine> {
+    vec![Engine::Espeak]
+}
+
 /// What [`generate_speakers`] makes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SpeakerSynthConfig {
-    /// Speakers, the first of [`SPEAKER_VOICES`] (at most 30).
+    /// Speakers: [`SPEAKER_VOICES`] (espeak) and one per flite/festival person, taken
+    /// alternately while both last (at most 35).
     pub speakers: usize,
     /// Utterances per speaker (1 to 1000).
     pub utterances: usize,
@@ -458,11 +476,33 @@ pub struct SpeakerSynthConfig {
     pub seed: u64,
     /// Signal-to-noise range of the added white noise, dB.
     pub snr_db: (f64, f64),
+    /// Synthesisers (missing in older manifests: espeak only).
+    #[serde(default = "legacy_engines")]
+    pub engines: Vec<Engine>,
+    /// Speakers that get no augmented copies: those that training's split with this many
+    /// held-out speakers and `split_seed` keeps unseen ([`SpeakerCorpus::split`]).
+    #[serde(default)]
+    pub holdout: usize,
+    #[serde(default)]
+    pub split_seed: u64,
+    #[serde(flatten)]
+    pub conditions: Conditions,
 }
 
 impl Default for SpeakerSynthConfig {
+    /// The default corpus: every engine that [`Engine::present`] finds.
     fn default() -> Self {
-        Self { speakers: 30, utterances: 80, min_words: 6, seed: 0, snr_db: (25.0, 40.0) }
+        Self {
+            speakers: 30,
+            utterances: 80,
+            min_words: 6,
+            seed: 0,
+            snr_db: (25.0, 40.0),
+            engines: Engine::present(),
+            holdout: 0,
+            split_seed: 0,
+            conditions: Conditions::default(),
+        }
     }
 }
 
@@ -479,11 +519,16 @@ pub struct SpeakerSynthSummary {
     pub dir: PathBuf,
     pub config: SpeakerSynthConfig,
     pub speakers: Vec<SynthSpeaker>,
+    /// Utterances written, copies included.
     pub files: usize,
+    /// Augmented and telephone-band copies (paths relative to the corpus).
+    #[serde(default)]
+    pub augmented: Vec<AugmentedClip>,
 }
 
 struct Job {
     rel: PathBuf,
+    speaker: usize,
     text: String,
     voice: Voice,
     peak: f32,
@@ -505,30 +550,63 @@ pub fn utterance_text(rng: &mut impl Rng, min_words: usize) -> String {
     parts.join(", ")
 }
 
-/// The synthetic speakers of `cfg`, folder names included (`s01_en-us+m1`).
+/// The synthetic speakers of `cfg`, folder names included (`s01_en-us+m1`,
+/// `s02_flite-awb`): espeak's and the other engines' alternately while both last.
 pub fn synth_speakers(cfg: &SpeakerSynthConfig) -> Vec<SynthSpeaker> {
-    SPEAKER_VOICES
+    let espeak: Vec<Voice> = if cfg.engines.contains(&Engine::Espeak) {
+        SPEAKER_VOICES
+            .iter()
+            .map(|&(name, variant, pitch, speed)| Voice::espeak(name, Some(variant), pitch, speed))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let others: Vec<Voice> = OTHER_SPEAKERS
         .iter()
+        .filter_map(|choices| choices.iter().find(|(e, _)| cfg.engines.contains(e)))
+        .map(|&(e, name)| Voice::new(e, name, 50, 175))
+        .collect();
+    let mut order = Vec::new();
+    for i in 0..espeak.len().max(others.len()) {
+        order.extend(espeak.get(i).cloned());
+        order.extend(others.get(i).cloned());
+    }
+    order
+        .into_iter()
         .take(cfg.speakers)
         .enumerate()
-        .map(|(i, &(name, variant, pitch, speed))| SynthSpeaker {
-            folder: format!("s{:02}_{name}+{variant}", i + 1),
-            voice: Voice { name: name.into(), variant: Some(variant.into()), pitch, speed },
+        .map(|(i, voice)| {
+            let folder = match voice.engine {
+                Engine::Espeak => format!("s{:02}_{}", i + 1, voice.espeak_name()),
+                e => format!("s{:02}_{e}-{}", i + 1, voice.name),
+            };
+            SynthSpeaker { folder, voice }
         })
         .collect()
 }
 
-/// Writes a speaker corpus into `out` (`<speaker>/<nnnn>.wav`, 16 kHz 16-bit, plus
-/// `synth.json`). Each utterance is a few texts (words and short phrases) spoken by the speaker's fixed voice,
-/// trimmed of silence, scaled to a seeded peak and mixed with seeded white noise; the
-/// same seed gives identical files. The corpus is built in a temporary folder and
-/// renamed into place; an existing synthetic corpus is replaced, any other folder is
-/// left alone with an error.
+/// Writes a speaker corpus into `out` (`<speaker>/<nnnn>.wav`, 16-bit at
+/// `conditions.sample_rate`, plus `synth.json`). Each utterance is a few texts (words and
+/// short phrases) spoken by the speaker's fixed voice, trimmed of silence (and brought
+/// under `conditions.max_seconds`), scaled to a seeded peak and mixed with seeded white
+/// noise; the same seed and engines give identical files. Augmented copies
+/// (`<nnnn>_aug<k>.wav`, `<nnnn>_tel.wav`) are made for every speaker except the ones a
+/// split with `holdout` held-out speakers and `split_seed` keeps unseen. The corpus is
+/// built in a temporary folder and renamed into place; an existing synthetic corpus is
+/// replaced, any other folder is left alone with an error.
 pub fn generate_speakers(out: &Path, cfg: &SpeakerSynthConfig) -> Result<SpeakerSynthSummary> {
-    if cfg.speakers < 2 || cfg.speakers > SPEAKER_VOICES.len() {
+    let engines = engine_set(out, &cfg.engines)?;
+    let cfg = &SpeakerSynthConfig { engines: engines.clone(), ..cfg.clone() };
+    let speakers = synth_speakers(cfg);
+    let most = synth_speakers(&SpeakerSynthConfig { speakers: usize::MAX, ..cfg.clone() }).len();
+    if cfg.speakers < 2 || cfg.speakers > most {
         return Err(DataError::dataset(
             out,
-            format!("speakers must be in 2..={} (got {})", SPEAKER_VOICES.len(), cfg.speakers),
+            format!(
+                "speakers must be in 2..={most} with engines {} (got {})",
+                engines.iter().map(|e| e.name()).collect::<Vec<_>>().join(","),
+                cfg.speakers
+            ),
         ));
     }
     if cfg.utterances == 0 || cfg.utterances > 1000 {
@@ -537,18 +615,25 @@ pub fn generate_speakers(out: &Path, cfg: &SpeakerSynthConfig) -> Result<Speaker
             format!("utterances must be in 1..=1000 (got {})", cfg.utterances),
         ));
     }
-    let tmp = staging_dir(out)?;
+    if cfg.holdout + 2 > cfg.speakers {
+        return Err(DataError::dataset(
+            out,
+            format!("holding out {} of {} speakers leaves fewer than 2", cfg.holdout, cfg.speakers),
+        ));
+    }
+    cfg.conditions.check(out)?;
+    let tmp = staging_dir(out, &engines)?;
 
-    let speakers = synth_speakers(cfg);
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let mut jobs = Vec::new();
-    for s in &speakers {
+    for (k, s) in speakers.iter().enumerate() {
         let d = tmp.join(&s.folder);
         std::fs::create_dir_all(&d).map_err(|e| DataError::io(&d, e))?;
         for i in 0..cfg.utterances {
             let text = utterance_text(&mut rng, cfg.min_words);
             jobs.push(Job {
                 rel: PathBuf::from(&s.folder).join(format!("{i:04}.wav")),
+                speaker: k,
                 text,
                 voice: s.voice.clone(),
                 peak: rng.gen_range(0.3..0.9),
@@ -557,27 +642,69 @@ pub fn generate_speakers(out: &Path, cfg: &SpeakerSynthConfig) -> Result<Speaker
             });
         }
     }
-    jobs.par_iter().try_for_each(|job| render(job, &tmp))?;
+    let cond = &cfg.conditions;
+    let copies = cond.augment > 0 || cond.telephone;
+    let mut clean: Vec<Vec<f32>> = Vec::with_capacity(jobs.len());
+    for block in jobs.chunks(RENDER_BLOCK) {
+        let said: Vec<(&str, &Voice)> = block.iter().map(|j| (j.text.as_str(), &j.voice)).collect();
+        let speech = speak_all(&said)?;
+        let done: Vec<Vec<f32>> = block
+            .par_iter()
+            .zip(&speech)
+            .map(|(job, sp)| {
+                render(job, sp, cond, &tmp).map(|y| if copies { y } else { Vec::new() })
+            })
+            .collect::<Result<_>>()?;
+        clean.extend(done);
+    }
+
+    let mut augmented = Vec::new();
+    if copies {
+        // The speakers training holds out, found by the split itself on the clean corpus
+        // (which speakers it holds out depends only on their number and the seed).
+        let split = SpeakerCorpus::open(&tmp)?.split(&SplitConfig {
+            holdout_speakers: cfg.holdout,
+            seed: cfg.split_seed,
+            ..SplitConfig::default()
+        })?;
+        let train: Vec<(String, Vec<f32>)> = jobs
+            .iter()
+            .zip(clean)
+            .filter(|(j, _)| !split.unseen_speakers.contains(&speakers[j.speaker].folder))
+            .map(|(j, y)| (j.rel.to_string_lossy().into_owned(), y))
+            .collect();
+        augmented = write_copies(&tmp, &train, cond, cfg.seed)?;
+    }
 
     let summary = SpeakerSynthSummary {
         dir: out.to_path_buf(),
         config: cfg.clone(),
         speakers,
-        files: jobs.len(),
+        files: jobs.len() + augmented.len(),
+        augmented,
     };
     publish(&tmp, out, &summary)?;
     Ok(summary)
 }
 
-fn render(job: &Job, dir: &Path) -> Result<()> {
-    let speech = speak(&job.text, &job.voice)?;
-    let voiced = trim_silence(&speech);
+fn render(job: &Job, speech: &[f32], cond: &Conditions, dir: &Path) -> Result<Vec<f32>> {
+    let voiced = spoken_within(
+        speech,
+        &job.text,
+        &job.voice,
+        cond.max_seconds.map(|s| (s * SAMPLE_RATE as f64).round() as usize),
+    )?;
     let peak = voiced.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
     let gain = job.peak / peak;
     let mut y: Vec<f32> = voiced.iter().map(|s| s * gain).collect();
     let power = y.iter().map(|&s| s as f64 * s as f64).sum::<f64>() / y.len().max(1) as f64;
+    if cond.max_seconds.is_some() {
+        // short clips are at least MIN_CLIP_SECONDS: silence (then noise) after the words
+        y.resize(y.len().max((MIN_CLIP_SECONDS * SAMPLE_RATE as f64) as usize), 0.0);
+    }
     crate::synth::add_white_noise(&mut y, power, job.snr_db, job.noise_seed);
-    audio::write_wav_i16(&dir.join(&job.rel), &y, SAMPLE_RATE)
+    write_at_rate(&dir.join(&job.rel), &y, cond.sample_rate)?;
+    Ok(y)
 }
 
 #[cfg(test)]
@@ -588,7 +715,7 @@ mod tests {
         let y: Vec<f32> = (0..1600)
             .map(|i| 0.3 * (i as f32 * hz * std::f32::consts::TAU / 16000.0).sin())
             .collect();
-        audio::write_wav_i16(path, &y, SAMPLE_RATE).unwrap();
+        crate::audio::write_wav_i16(path, &y, SAMPLE_RATE).unwrap();
     }
 
     fn corpus(speakers: &[(&str, usize)]) -> tempfile::TempDir {
@@ -715,11 +842,12 @@ mod tests {
 
     #[test]
     fn synth_speakers_are_distinct() {
-        let s = synth_speakers(&SpeakerSynthConfig::default());
+        let espeak = SpeakerSynthConfig { engines: vec![Engine::Espeak], ..Default::default() };
+        let s = synth_speakers(&espeak);
         assert_eq!(s.len(), 30);
         for (i, a) in s.iter().enumerate() {
             for b in &s[i + 1..] {
-                assert_ne!(a.voice.espeak_name(), b.voice.espeak_name());
+                assert_ne!(a.voice.label(), b.voice.label());
                 assert_ne!((a.voice.pitch, a.voice.speed), (b.voice.pitch, b.voice.speed));
             }
         }
@@ -731,5 +859,31 @@ mod tests {
         texts.sort();
         texts.dedup();
         assert_eq!(texts.len(), TEXTS.len(), "texts are distinct");
+    }
+
+    #[test]
+    fn synth_speakers_alternate_engines_one_per_person() {
+        let all = SpeakerSynthConfig {
+            speakers: 6,
+            engines: Engine::ALL.to_vec(),
+            ..SpeakerSynthConfig::default()
+        };
+        let folders: Vec<String> = synth_speakers(&all).into_iter().map(|s| s.folder).collect();
+        assert_eq!(
+            folders,
+            [
+                "s01_en-us+m1",
+                "s02_flite-awb",
+                "s03_en-gb+f2",
+                "s04_festival-kal_diphone",
+                "s05_en-gb-scotland+m3",
+                "s06_flite-rms"
+            ]
+        );
+        let flite = SpeakerSynthConfig { engines: vec![Engine::Flite], ..all.clone() };
+        let names: Vec<String> = synth_speakers(&flite).into_iter().map(|s| s.voice.name).collect();
+        assert_eq!(names, ["awb", "kal16", "rms", "slt"]);
+        let every = SpeakerSynthConfig { speakers: usize::MAX, ..all };
+        assert_eq!(synth_speakers(&every).len(), 35);
     }
 }

@@ -33,13 +33,12 @@
 use crate::config::{RunConfig, RunSummary};
 use crate::train::TrainArgs;
 use anyhow::{bail, Context};
-use clap::Args;
 use data::cache::FeatureCache;
 use data::loader::{DataLoader, Standardizer};
 use data::mfcc::{Features, MfccConfig};
 use data::speakers::{
-    generate_speakers, utterance_features, utterance_frames, SpeakerCorpus, SpeakerSynthConfig,
-    SplitConfig, Utterance, DEFAULT_ROOT, WINDOW_FRAMES, WINDOW_SAMPLES,
+    utterance_features, utterance_frames, SpeakerCorpus, SplitConfig, Utterance, DEFAULT_ROOT,
+    WINDOW_FRAMES, WINDOW_SAMPLES,
 };
 use data::speech_commands::DEFAULT_CACHE_DIR;
 use models::cluster::{baseline_purity, kmeans_purity, pair_auc, pca_2d, KMeansConfig};
@@ -778,52 +777,6 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
 struct SpeakerRow {
     epoch: u64,
     loss: f64,
-}
-
-/// Flags of `rnnlab data synth-speakers`.
-#[derive(Args, Debug, Clone)]
-pub struct SynthSpeakersArgs {
-    /// Output folder (one sub-folder per speaker).
-    #[arg(long, default_value = DEFAULT_ROOT)]
-    pub out: PathBuf,
-    /// Speakers (2 to 30), each a different espeak-ng voice, variant, pitch and speed.
-    #[arg(long, default_value_t = SpeakerSynthConfig::default().speakers)]
-    pub speakers: usize,
-    /// Utterances per speaker (different words and short phrases, at most 120).
-    #[arg(long, default_value_t = SpeakerSynthConfig::default().utterances)]
-    pub utterances: usize,
-    /// Seed of the text choice, loudness and noise.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-}
-
-pub fn synth_speakers(args: &SynthSpeakersArgs) -> anyhow::Result<()> {
-    let cfg = SpeakerSynthConfig {
-        speakers: args.speakers,
-        utterances: args.utterances,
-        seed: args.seed,
-        ..SpeakerSynthConfig::default()
-    };
-    let started = Instant::now();
-    let summary = generate_speakers(&args.out, &cfg)
-        .with_context(|| format!("making the speaker corpus {}", args.out.display()))?;
-    println!(
-        "wrote {} utterances of {} speakers to {} in {:.1} s",
-        summary.files,
-        summary.speakers.len(),
-        summary.dir.display(),
-        started.elapsed().as_secs_f64()
-    );
-    for s in &summary.speakers {
-        println!(
-            "  {:<28} voice {:<22} pitch {:>2}  speed {:>3}",
-            s.folder,
-            s.voice.espeak_name(),
-            s.voice.pitch,
-            s.voice.speed
-        );
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -79,3 +79,106 @@ fn synth_writes_a_tiny_dataset_and_bench_reads_it() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.contains("whole dataset (15 files"), "{text}");
 }
+
+/// The engines installed here besides espeak-ng; the missing ones are named on stderr
+/// (visible in CI logs), and the test runs with what is present.
+fn extra_engines() -> Vec<&'static str> {
+    let mut v = Vec::new();
+    for (name, probe, arg) in [("flite", "flite", "-lv"), ("festival", "festival", "--version")] {
+        if Command::new(probe).arg(arg).output().is_ok_and(|o| o.status.success()) {
+            v.push(name);
+        } else {
+            eprintln!("SKIPPED engine {name}: `{probe}` is not installed");
+        }
+    }
+    v
+}
+
+fn wavs(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(wavs(&p));
+        } else if p.extension().is_some_and(|e| e == "wav") {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn synth_small_short_8k_corpus_with_copies_from_the_cli() {
+    let dir = scratch("small");
+    let mut engines = vec!["espeak"];
+    engines.extend(extra_engines());
+    let out = rnnlab()
+        .args(["data", "synth", "--per-class", "10", "--train-voices", "2"])
+        .args(["--max-seconds", "0.8", "--sample-rate", "8000", "--augment", "1", "--telephone"])
+        .args(["--engines", &engines.join(","), "--classes", "one,two", "--root"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    // 8 training clips per class and two copies of each, 1 validation and 1 test
+    assert!(text.contains("wrote 48 train (32 of them copies), 2 validation, 2 test"), "{text}");
+    let root = dir.join("data_speech_commands_v0.02");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("synth.json")).unwrap()).unwrap();
+    assert_eq!(manifest["config"]["engines"].as_array().unwrap().len(), engines.len());
+    assert_eq!(manifest["config"]["augment"], 1);
+    assert_eq!(manifest["augmented"].as_array().unwrap().len(), 32);
+    let files = wavs(&root);
+    assert_eq!(files.len(), 52);
+    for p in &files {
+        let r = hound::WavReader::open(p).unwrap();
+        let secs = r.duration() as f64 / r.spec().sample_rate as f64;
+        assert_eq!(r.spec().sample_rate, 8000, "{}", p.display());
+        assert!((0.26..=0.9).contains(&secs), "{}: {secs} s", p.display());
+    }
+    // the set trains as any other: bench reads every file (resampled to 16 kHz)
+    let out =
+        rnnlab().args(["bench", "mfcc", "--iters", "1", "--root"]).arg(&dir).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let bad = rnnlab()
+        .args(["data", "synth", "--engines", "espeak,sapi", "--root"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && err.contains("sapi"), "{err}");
+}
+
+#[test]
+fn speakers_few_short_clips_from_the_cli() {
+    let dir = scratch("spk").join("corpus");
+    let out = rnnlab()
+        .args(["data", "speakers", "--speakers", "3", "--utterances", "4", "--engines", "espeak"])
+        .args(["--max-seconds", "0.8", "--sample-rate", "8000", "--augment", "1", "--holdout", "1"])
+        .arg("--root")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    // 12 utterances, a copy of each of the two speakers training keeps
+    assert!(text.contains("wrote 20 utterances (8 of them copies) of 3 speakers"), "{text}");
+    let folders: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    let copies: Vec<usize> = folders
+        .iter()
+        .map(|f| wavs(f).iter().filter(|p| p.to_string_lossy().contains("_aug")).count())
+        .collect();
+    assert_eq!(copies.iter().filter(|&&c| c == 0).count(), 1, "{copies:?}");
+    for p in wavs(&dir) {
+        let r = hound::WavReader::open(&p).unwrap();
+        let secs = r.duration() as f64 / r.spec().sample_rate as f64;
+        assert_eq!(r.spec().sample_rate, 8000);
+        assert!(secs <= 0.9, "{}: {secs} s", p.display());
+    }
+}
