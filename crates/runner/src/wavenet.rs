@@ -45,7 +45,7 @@ pub enum Recipe {
     #[default]
     Lecture,
     /// Beyond the lecture: AdamW (β 0.9, 0.99; weight decay 0.1, none on
-    /// BatchNorm's γ and β), lr 3e-3 with
+    /// BatchNorm's γ and β), lr 1.5e-3 with
     /// a 1,000-step warm-up and cosine decay to 1e-5, batch 64, 100,000 steps.
     Tuned,
 }

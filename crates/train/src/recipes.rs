@@ -118,10 +118,10 @@ pub struct MakemoreRecipe {
 pub const MAKEMORE_LECTURE: MakemoreRecipe =
     MakemoreRecipe { name: "lecture", steps: 200_000, batch_size: 32, lr: 0.1 };
 
-/// Beyond the lecture: AdamW with a warm-up and cosine decay from 3e-3,
+/// Beyond the lecture: AdamW with a warm-up and cosine decay from 1.5e-3,
 /// batch 64, 100,000 steps.
 pub const MAKEMORE_TUNED: MakemoreRecipe =
-    MakemoreRecipe { name: "tuned", steps: 100_000, batch_size: 64, lr: 3e-3 };
+    MakemoreRecipe { name: "tuned", steps: 100_000, batch_size: 64, lr: 1.5e-3 };
 
 /// The speaker-clustering BiLSTM's recipe: its head and optimisation.
 #[derive(Debug, Clone, Copy, PartialEq)]
