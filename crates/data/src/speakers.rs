@@ -830,10 +830,10 @@ mod tests {
         assert_eq!(valid_frames(&p, WINDOW_SAMPLES, 512).unwrap(), 4);
         // 3 s at 8 kHz is 48,000 samples at 16 kHz, cut to the window: 47 frames.
         let q = dir.path().join("b.wav");
-        audio::write_wav_i16(&q, &vec![0.1; 24_000], 8_000).unwrap();
+        crate::audio::write_wav_i16(&q, &vec![0.1; 24_000], 8_000).unwrap();
         assert_eq!(valid_frames(&q, WINDOW_SAMPLES, 512).unwrap(), WINDOW_FRAMES);
         // 0.5 s at 44.1 kHz: 8000 samples at 16 kHz, 1 + 8000 / 512 = 16 frames.
-        audio::write_wav_i16(&q, &vec![0.1; 22_050], 44_100).unwrap();
+        crate::audio::write_wav_i16(&q, &vec![0.1; 22_050], 44_100).unwrap();
         assert_eq!(valid_frames(&q, WINDOW_SAMPLES, 512).unwrap(), 16);
         let bad = dir.path().join("bad.wav");
         std::fs::write(&bad, b"not a wav").unwrap();

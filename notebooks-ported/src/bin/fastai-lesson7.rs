@@ -447,8 +447,8 @@ impl Task for MlpTask<'_> {
     fn train_loss(&mut self, step: u64, _batch: u64) -> Tensor {
         let (x, y) = self.train;
         let ix = Tensor::randint(x.size()[0], [32], (Kind::Int64, x.device())); // [32]
-        let record =
-            ((step - 1) % self.every == 0 || step == self.steps).then_some(&mut self.stats);
+        let record = ((step - 1).is_multiple_of(self.every) || step == self.steps)
+            .then_some(&mut self.stats);
         if record.is_some() {
             self.stats_steps.push((step - 1) as f64);
         }
