@@ -130,8 +130,10 @@ fn main() -> anyhow::Result<()> {
     nb.section("Setup");
     let device = nb.device();
     say!(nb, "device: {device:?}");
+    // quick mode: 10 epochs of a tiny set, without the recipe's floor of steps
     let recipe = Recipe {
         epochs: nb.pick(SPEECH_DEFAULT.epochs, 10),
+        min_steps: nb.pick(SPEECH_DEFAULT.min_steps, 0),
         valid_every: nb.pick(SPEECH_DEFAULT.valid_every, 5),
         ..SPEECH_DEFAULT
     };
