@@ -259,31 +259,6 @@ pub struct SpeakerSplit {
     pub val: Vec<Utterance>,
 }
 
-/// MFCC frames of a window that hold the clip's audio, from the WAV header:
-/// the clip's length at 16 kHz (`frames * 16000 / rate`, rounded), cut to
-/// `window` samples, gives `1 + samples / hop` centred frames (at least 1, at
-/// most `1 + window / hop`). Errors name the file.
-pub fn valid_frames(path: &Path, window: usize, hop: usize) -> Result<usize> {
-    let reader = hound::WavReader::open(path)
-        .map_err(|e| DataError::Wav { path: path.into(), reason: e.to_string() })?;
-    let spec = reader.spec();
-    if spec.sample_rate == 0 || spec.channels == 0 {
-        return Err(DataError::Wav {
-            path: path.into(),
-            reason: "the header declares 0 channels or a rate of 0 Hz".into(),
-        });
-    }
-    let samples = (reader.duration() as f64 * SAMPLE_RATE as f64 / spec.sample_rate as f64).round();
-    let samples = (samples as usize).min(window);
-    Ok(1 + samples / hop.max(1))
-}
-
-/// [`valid_frames`] of every utterance in a [`WINDOW_SAMPLES`] window with the
-/// MFCC hop of 512, in order.
-pub fn utterance_frames(utts: &[Utterance]) -> Result<Vec<i64>> {
-    utts.par_iter().map(|u| valid_frames(&u.path, WINDOW_SAMPLES, 512).map(|f| f as i64)).collect()
-}
-
 // ---------------------------------------------------------------------------
 // The synthetic default corpus
 // ---------------------------------------------------------------------------
@@ -821,23 +796,31 @@ mod tests {
         assert!(e.contains("1 validation speaker"), "{e}");
     }
 
+    /// The speaker window's valid frames, as the feature cache counts them
+    /// for every utterance (centred framing of the clip's 16 kHz samples, cut
+    /// to the window).
     #[test]
-    fn valid_frames_from_the_header() {
+    fn valid_frames_of_the_speaker_window() {
+        let cache = crate::cache::FeatureCache::uncached(
+            crate::mfcc::MfccConfig::default(),
+            Some(WINDOW_SAMPLES),
+        );
+        let frames = |p: &Path| cache.features(p).map(|f| f.valid_frames);
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("a.wav");
         // 0.1 s at 16 kHz: 1600 samples, 1 + 1600 / 512 = 4 frames.
         tone(&p, 300.0);
-        assert_eq!(valid_frames(&p, WINDOW_SAMPLES, 512).unwrap(), 4);
+        assert_eq!(frames(&p).unwrap(), 4);
         // 3 s at 8 kHz is 48,000 samples at 16 kHz, cut to the window: 47 frames.
         let q = dir.path().join("b.wav");
         crate::audio::write_wav_i16(&q, &vec![0.1; 24_000], 8_000).unwrap();
-        assert_eq!(valid_frames(&q, WINDOW_SAMPLES, 512).unwrap(), WINDOW_FRAMES);
+        assert_eq!(frames(&q).unwrap(), WINDOW_FRAMES);
         // 0.5 s at 44.1 kHz: 8000 samples at 16 kHz, 1 + 8000 / 512 = 16 frames.
         crate::audio::write_wav_i16(&q, &vec![0.1; 22_050], 44_100).unwrap();
-        assert_eq!(valid_frames(&q, WINDOW_SAMPLES, 512).unwrap(), 16);
+        assert_eq!(frames(&q).unwrap(), 16);
         let bad = dir.path().join("bad.wav");
         std::fs::write(&bad, b"not a wav").unwrap();
-        let e = valid_frames(&bad, WINDOW_SAMPLES, 512).unwrap_err().to_string();
+        let e = frames(&bad).unwrap_err().to_string();
         assert!(e.contains("bad.wav"), "{e}");
     }
 

@@ -21,7 +21,7 @@ use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use data::cache::FeatureCache;
 use data::loader::DataLoader;
-use data::speakers::{valid_frames, WINDOW_SAMPLES};
+use data::speakers::WINDOW_SAMPLES;
 use figures::register_fonts;
 use figures::scatter::{draw_legend, draw_panel, Point, PointKind};
 use models::cluster::{kmeans, pca_2d, KMeansConfig};
@@ -148,15 +148,11 @@ fn embed_files(
     }
     let cache = FeatureCache::uncached(cfg.mfcc, Some(cfg.window_samples));
     let feats = cache.features_many(files)?;
-    let frames: Vec<i64> = files
-        .iter()
-        .map(|f| valid_frames(f, cfg.window_samples, cfg.mfcc.hop_length).map(|v| v as i64))
-        .collect::<Result<_, _>>()?;
     let labels = vec![0i64; feats.len()];
     let loader =
         DataLoader::from_features(&feats, &labels, 1, Device::Cpu)?.standardize(&cfg.standardizer);
     let (x, _) = loader.tensors();
-    Ok(embed_all(model, x, &Tensor::from_slice(&frames)))
+    Ok(embed_all(model, x, loader.lengths()))
 }
 
 /// `file` relative to `folder`, with `/` separators.

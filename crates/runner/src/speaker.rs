@@ -37,8 +37,8 @@ use data::cache::FeatureCache;
 use data::loader::{DataLoader, Standardizer};
 use data::mfcc::{Features, MfccConfig};
 use data::speakers::{
-    utterance_features, utterance_frames, SpeakerCorpus, SplitConfig, Utterance, DEFAULT_ROOT,
-    WINDOW_FRAMES, WINDOW_SAMPLES,
+    utterance_features, SpeakerCorpus, SplitConfig, Utterance, DEFAULT_ROOT, WINDOW_FRAMES,
+    WINDOW_SAMPLES,
 };
 use data::speech_commands::DEFAULT_CACHE_DIR;
 use models::cluster::{baseline_purity, kmeans_purity, pair_auc, pca_2d, KMeansConfig};
@@ -169,19 +169,18 @@ fn load_set(
     device: Device,
 ) -> anyhow::Result<(Set, Vec<Features>)> {
     let (feats, labels) = utterance_features(cache, utts)?;
-    let frames = utterance_frames(utts)?;
-    let len = Tensor::from_slice(&frames).to_device(device);
     if feats.is_empty() {
         let c = std.mean.len() as i64;
         let set = Set {
             x: Tensor::zeros([0, WINDOW_FRAMES as i64, c], (Kind::Float, device)),
-            len,
+            len: Tensor::zeros([0], (Kind::Int64, device)),
             y: Tensor::zeros([0], (Kind::Int64, device)),
         };
         return Ok((set, feats));
     }
     let loader = DataLoader::from_features(&feats, &labels, 1, device)?.standardize(std);
     let (x, y) = loader.tensors();
+    let len = loader.lengths().shallow_clone();
     Ok((Set { x: x.shallow_clone(), len, y: y.shallow_clone() }, feats))
 }
 
@@ -362,9 +361,6 @@ struct SpeakerTask<'a> {
     vs: nn::VarStore,
     model: SpeakerModel,
     loader: DataLoader,
-    /// Valid frames of the training clips, in the loader's order.
-    train_len: Tensor,
-    batch_size: i64,
     order: Option<Tensor>,
     /// train, heldout, unseen (the snapshots' sets).
     sets: Vec<(&'static str, &'a Set, &'a [String])>,
@@ -374,19 +370,6 @@ struct SpeakerTask<'a> {
     baseline: Option<f64>,
     seed: u64,
     snapshots: Vec<usize>,
-}
-
-impl SpeakerTask<'_> {
-    /// Valid frames of batch `i` in the epoch's order (as `DataLoader::batch`).
-    fn batch_lengths(&self, i: usize) -> Tensor {
-        let n = self.train_len.size()[0];
-        let start = i as i64 * self.batch_size;
-        let size = self.batch_size.min(n - start);
-        match &self.order {
-            Some(order) => self.train_len.index_select(0, &order.narrow(0, start, size)),
-            None => self.train_len.narrow(0, start, size),
-        }
-    }
 }
 
 impl Task for SpeakerTask<'_> {
@@ -405,8 +388,7 @@ impl Task for SpeakerTask<'_> {
     }
 
     fn train_loss(&mut self, _step: u64, batch: u64) -> Tensor {
-        let (x, y) = self.loader.batch(self.order.as_ref(), batch as usize);
-        let len = self.batch_lengths(batch as usize);
+        let (x, y, len) = self.loader.batch_with_lengths(self.order.as_ref(), batch as usize);
         self.model.loss_valid(&x, &len, &y)
     }
 
@@ -601,7 +583,6 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
     let (eval_set, _) = load_set(&cache, &split.eval, &standardizer, device)?;
     let (unseen_set, _) = load_set(&cache, &split.unseen, &standardizer, device)?;
     let (val_set, _) = load_set(&cache, &split.val, &standardizer, device)?;
-    let train_len = Tensor::from_slice(&utterance_frames(&split.train)?).to_device(device);
     let stats = cache.stats();
     println!(
         "{}: {} training speakers ({} + {} utterances), {} validation speakers ({} \
@@ -625,7 +606,7 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
         .standardize(&standardizer);
     let train_set = {
         let (x, y) = loader.tensors();
-        Set { x: x.shallow_clone(), len: train_len.shallow_clone(), y: y.shallow_clone() }
+        Set { x: x.shallow_clone(), len: loader.lengths().shallow_clone(), y: y.shallow_clone() }
     };
     let unseen_k = split.unseen_speakers.len();
     let baseline = (unseen_k >= 2 && unseen_set.len() >= unseen_k as i64)
@@ -705,8 +686,6 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
         vs,
         model,
         loader,
-        train_len,
-        batch_size: t.batch_size,
         order: None,
         sets,
         val: &val_set,
