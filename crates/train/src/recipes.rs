@@ -168,14 +168,8 @@ pub const SPEAKER_DEFAULT: SpeakerRecipe = SpeakerRecipe {
         projection: Some(128),
         dropout: 0.0,
     },
-    hidden_size: 64,
-    num_layers: 1,
-    batch_size: 32,
-    lr: 2e-3,
-    epochs: 60,
-    step_size: 20,
-    gamma: 0.5,
     val_speakers: 4,
+    ..SPEAKER_LAB
 };
 
 /// The speaker recipes by name.
