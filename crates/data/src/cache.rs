@@ -16,6 +16,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::audio::{self, TrimConfig, SAMPLE_RATE};
+use crate::augment::wave::speed;
 use crate::error::{DataError, Result};
 use crate::mfcc::{Features, Mfcc, MfccConfig};
 
@@ -150,9 +151,24 @@ impl FeatureCache {
 
     /// Features of one WAV file, from the cache when its content was seen before.
     pub fn features(&self, wav: &Path) -> Result<Features> {
+        self.features_at(wav, None)
+    }
+
+    /// Features of one WAV file played `factor` times faster ([`speed`]: every
+    /// frequency, pitch and formants alike, scaled by `factor`, the clip
+    /// `1/factor` as long), cached beside the file's own entry under a name that
+    /// holds the factor. A factor of 1 is the file itself.
+    pub fn features_at_speed(&self, wav: &Path, factor: f64) -> Result<Features> {
+        self.features_at(wav, (factor != 1.0).then_some(factor))
+    }
+
+    fn features_at(&self, wav: &Path, speed_factor: Option<f64>) -> Result<Features> {
         let bytes = std::fs::read(wav).map_err(|e| DataError::io(wav, e))?;
-        let entry =
-            self.dir.as_ref().map(|d| d.join(format!("{}.f32", hex(&Sha256::digest(&bytes)))));
+        let name = match speed_factor {
+            None => hex(&Sha256::digest(&bytes)),
+            Some(f) => format!("{}-speed{f}", hex(&Sha256::digest(&bytes))),
+        };
+        let entry = self.dir.as_ref().map(|d| d.join(format!("{name}.f32")));
         if let Some(entry) = &entry {
             if let Some(f) = read_entry(entry) {
                 self.hits.fetch_add(1, Ordering::Relaxed);
@@ -161,13 +177,25 @@ impl FeatureCache {
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
         let (mono, rate) = audio::decode_wav(Cursor::new(&bytes), wav)?;
-        let samples = audio::resample(&mono, rate, SAMPLE_RATE)
+        let mut samples = audio::resample(&mono, rate, SAMPLE_RATE)
             .map_err(|reason| DataError::Wav { path: wav.into(), reason })?;
+        if let Some(factor) = speed_factor {
+            samples = speed(&samples, factor, SAMPLE_RATE);
+        }
         let f = self.extract(&samples);
         if let Some(entry) = &entry {
             write_entry(entry, &f)?;
         }
         Ok(f)
+    }
+
+    /// [`Self::features_at_speed`] of many files, computed in parallel, in the order given.
+    pub fn features_many_at_speed<P: AsRef<Path> + Sync>(
+        &self,
+        wavs: &[P],
+        factor: f64,
+    ) -> Result<Vec<Features>> {
+        wavs.par_iter().map(|p| self.features_at_speed(p.as_ref(), factor)).collect()
     }
 
     /// Features of many files, computed in parallel (rayon), in the order given.

@@ -224,6 +224,66 @@ pub fn utterance_features(
     Ok((feats, utts.iter().map(|u| u.speaker as i64).collect()))
 }
 
+/// Speaker augmentation (Yamamoto et al., 2019, "Speaker augmentation and
+/// bandwidth extension for deep speaker embedding"): every training utterance
+/// played at each speed of `factors`, each (speaker, speed) pair a speaker of
+/// its own. Playing faster raises the pitch and the formants together, as a
+/// shorter vocal tract does, so a corpus of few speakers gets many voices to
+/// tell apart, not only more clips of the same ones.
+///
+/// Only `split.train` is copied: held-out, validation and unseen utterances stay
+/// as they are. Pseudo-speaker `k * n + s` is training speaker `s` at
+/// `factors[k]` (`n` training speakers), numbered after the real ones, so
+/// labels `0..n` keep their meaning. Returns the pseudo-speakers' names
+/// (`<speaker>@speed<factor>`) and the copies; an error naming `flag` when the
+/// factors are not [`check_speeds`](crate::augment::wave::check_speeds)'s.
+pub fn speed_speakers(
+    split: &SpeakerSplit,
+    factors: &[f64],
+    flag: &str,
+) -> std::result::Result<(Vec<String>, Vec<SpeedCopy>), String> {
+    crate::augment::wave::check_speeds(factors, flag)?;
+    let n = split.train_speakers.len();
+    let names = factors
+        .iter()
+        .flat_map(|f| split.train_speakers.iter().map(move |s| format!("{s}@speed{f}")))
+        .collect();
+    let copies = factors
+        .iter()
+        .enumerate()
+        .flat_map(|(k, &factor)| {
+            split.train.iter().map(move |u| SpeedCopy {
+                path: u.path.clone(),
+                factor,
+                speaker: (k + 1) * n + u.speaker,
+            })
+        })
+        .collect();
+    Ok((names, copies))
+}
+
+/// A training utterance played at another speed, as a speaker of its own
+/// ([`speed_speakers`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpeedCopy {
+    pub path: PathBuf,
+    pub factor: f64,
+    pub speaker: usize,
+}
+
+/// MFCCs (through `cache`, [`FeatureCache::features_at_speed`]) and speaker labels
+/// of `copies`, in order.
+pub fn speed_copy_features(
+    cache: &FeatureCache,
+    copies: &[SpeedCopy],
+) -> Result<(Vec<Features>, Vec<i64>)> {
+    let feats = copies
+        .par_iter()
+        .map(|c| cache.features_at_speed(&c.path, c.factor))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((feats, copies.iter().map(|c| c.speaker as i64).collect()))
+}
+
 /// Options of [`SpeakerCorpus::split`].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct SplitConfig {
@@ -704,6 +764,38 @@ mod tests {
             }
         }
         dir
+    }
+
+    #[test]
+    fn speed_speakers_copy_training_utterances_only_as_new_speakers() {
+        let dir = corpus(&[("a", 5), ("b", 5), ("c", 5), ("d", 5)]);
+        let c = SpeakerCorpus::open(dir.path()).unwrap();
+        let cfg = SplitConfig { holdout_speakers: 1, val_speakers: 0, ..SplitConfig::default() };
+        let split = c.split(&cfg).unwrap();
+        let n = split.train_speakers.len();
+        assert_eq!(n, 3);
+        let (names, copies) = speed_speakers(&split, &[0.9, 1.1], "--speed-speakers").unwrap();
+        // speaker s at factors[k] is pseudo-speaker (k + 1) * n + s, after the real ones
+        let expect: Vec<String> = [0.9, 1.1]
+            .iter()
+            .flat_map(|f| split.train_speakers.iter().map(move |s| format!("{s}@speed{f}")))
+            .collect();
+        assert_eq!(names, expect);
+        assert_eq!(copies.len(), 2 * split.train.len());
+        for (k, f) in [0.9, 1.1].iter().enumerate() {
+            for (u, c) in split.train.iter().zip(&copies[k * split.train.len()..]) {
+                assert_eq!((&c.path, c.factor, c.speaker), (&u.path, *f, (k + 1) * n + u.speaker));
+            }
+        }
+        // nothing of the held-out, validation or unseen utterances is copied
+        for u in split.eval.iter().chain(&split.unseen).chain(&split.val) {
+            assert!(copies.iter().all(|c| c.path != u.path), "{} copied", u.path.display());
+        }
+        assert_eq!(speed_speakers(&split, &[], "--speed-speakers").unwrap().1.len(), 0);
+        for (bad, why) in [(&[1.0][..], "is 1"), (&[0.3], "not in [0.5, 2]"), (&[0.9, 0.9], "twice")] {
+            let e = speed_speakers(&split, bad, "--speed-speakers").unwrap_err();
+            assert!(e.starts_with("--speed-speakers: ") && e.contains(why), "{e}");
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use data::audio::ONE_SECOND;
+use data::augment::wave::speed;
 use data::cache::{CacheStats, FeatureCache};
 use data::loader::{DataLoader, Standardizer};
 use data::mfcc::MfccConfig;
@@ -195,6 +196,32 @@ fn variable_length_clips_keep_their_length() {
     let c = FeatureCache::new(tmp.path().join("cache"), MfccConfig::default(), None).unwrap();
     let f = c.features(&wav).unwrap();
     assert_eq!((f.frames, f.n_mfcc), (1 + 24_000 / 512, 20));
+}
+
+/// A clip played faster is the clip resampled ([`speed`]) before the MFCC:
+/// cached apart from the clip itself, shorter by the factor, and a factor of
+/// 1 is the clip.
+#[test]
+fn speed_copies_are_the_resampled_clip_cached_apart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let wav = tmp.path().join("tone.wav");
+    tone(&wav, 440.0, 12_000);
+    let c = FeatureCache::new(tmp.path().join("cache"), MfccConfig::default(), None).unwrap();
+    let plain = c.features(&wav).unwrap();
+    let fast = c.features_at_speed(&wav, 1.25).unwrap();
+    let samples = data::audio::read_wav(&wav).unwrap();
+    let expect = c.extract(&speed(&samples, 1.25, 16_000));
+    assert_eq!(fast.values, expect.values);
+    // 12,000 samples 1.25 times faster: 9,600, centred frames of hop 512
+    assert_eq!((plain.valid_frames, fast.valid_frames), (1 + 12_000 / 512, 1 + 9_600 / 512));
+    assert_ne!(fast.values, plain.values);
+    assert_eq!(c.features_at_speed(&wav, 1.0).unwrap().values, plain.values);
+    // both read back from their own entries
+    let again = FeatureCache::new(tmp.path().join("cache"), MfccConfig::default(), None).unwrap();
+    let many = again.features_many_at_speed(&[&wav], 1.25).unwrap();
+    assert_eq!(many[0].values, fast.values);
+    assert_eq!(again.features(&wav).unwrap().values, plain.values);
+    assert_eq!(again.stats(), CacheStats { hits: 2, misses: 0 });
 }
 
 #[test]

@@ -37,8 +37,8 @@ use data::cache::FeatureCache;
 use data::loader::{DataLoader, Standardizer};
 use data::mfcc::{Features, MfccConfig};
 use data::speakers::{
-    utterance_features, SpeakerCorpus, SplitConfig, Utterance, DEFAULT_ROOT, WINDOW_FRAMES,
-    WINDOW_SAMPLES,
+    speed_copy_features, speed_speakers, utterance_features, SpeakerCorpus, SplitConfig,
+    Utterance, DEFAULT_ROOT, WINDOW_FRAMES, WINDOW_SAMPLES,
 };
 use data::speech_commands::DEFAULT_CACHE_DIR;
 use models::cluster::{baseline_purity, kmeans_purity, pair_auc, pca_2d, KMeansConfig};
@@ -73,6 +73,10 @@ pub struct SpeakerTrain {
     /// Whole speakers the checkpoint is chosen on.
     #[serde(default)]
     pub val_speakers: usize,
+    /// Speaker augmentation: speeds at which every training utterance is
+    /// played again as a new speaker.
+    #[serde(default)]
+    pub speed_speakers: Vec<f64>,
     pub seed: u64,
 }
 
@@ -93,6 +97,7 @@ impl SpeakerTrain {
             eval_fraction: 0.2,
             holdout_speakers: 0,
             val_speakers: r.val_speakers,
+            speed_speakers: r.speed_speakers.to_vec(),
             seed: 0,
         }
     }
@@ -133,8 +138,11 @@ pub struct SpeakerRunConfig {
     pub mfcc: MfccConfig,
     /// Per-coefficient mean and std of the training features.
     pub standardizer: Standardizer,
-    /// Proxy `i` belongs to `train_speakers[i]`.
+    /// Proxy `i` belongs to `train_speakers[i]`, then to `speed_speakers[i - n]`.
     pub train_speakers: Vec<String>,
+    /// The pseudo-speakers of speaker augmentation (`<speaker>@speed<factor>`).
+    #[serde(default)]
+    pub speed_speakers: Vec<String>,
     pub unseen_speakers: Vec<String>,
     #[serde(default)]
     pub val_speakers: Vec<String>,
@@ -541,6 +549,10 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
                 batch_size: args.batch_size.unwrap_or(d.batch_size),
                 lr: args.lr.unwrap_or(d.lr),
                 step_size: args.step_size.unwrap_or(d.step_size),
+                speed_speakers: args
+                    .speed_speakers
+                    .clone()
+                    .map_or(d.speed_speakers.clone(), |s| s.0),
                 gamma: args.gamma.unwrap_or(d.gamma),
                 holdout_speakers,
                 val_speakers,
@@ -575,7 +587,13 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
     let mfcc = MfccConfig::default();
     let cache = FeatureCache::new(DEFAULT_CACHE_DIR, mfcc, Some(WINDOW_SAMPLES))?;
     let started = Instant::now();
-    let (train_f, train_y) = utterance_features(&cache, &split.train)?;
+    let (mut train_f, mut train_y) = utterance_features(&cache, &split.train)?;
+    let n_real = train_f.len() as i64;
+    let (speed_names, copies) = speed_speakers(&split, &t.speed_speakers, "--speed-speakers")
+        .map_err(anyhow::Error::msg)?;
+    let (copy_f, copy_y) = speed_copy_features(&cache, &copies)?;
+    train_f.extend(copy_f);
+    train_y.extend(copy_y);
     let standardizer = match &resumed {
         Some(c) => c.standardizer.clone(),
         None => Standardizer::fit(&train_f),
@@ -585,13 +603,15 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
     let (val_set, _) = load_set(&cache, &split.val, &standardizer, device)?;
     let stats = cache.stats();
     println!(
-        "{}: {} training speakers ({} + {} utterances), {} validation speakers ({} \
-         utterances), {} unseen speakers ({} utterances); features in {:.1} s ({} cached, {} \
-         computed); recipe {}",
+        "{}: {} training speakers ({} + {} utterances; {} speed copies as {} more speakers), \
+         {} validation speakers ({} utterances), {} unseen speakers ({} utterances); features \
+         in {:.1} s ({} cached, {} computed); recipe {}",
         data_dir.display(),
         split.train_speakers.len(),
         split.train.len(),
         split.eval.len(),
+        copies.len(),
+        speed_names.len(),
         split.val_speakers.len(),
         split.val.len(),
         split.unseen_speakers.len(),
@@ -604,9 +624,11 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
     let loader = DataLoader::from_features(&train_f, &train_y, t.batch_size as usize, device)?
         .shuffle(t.seed)
         .standardize(&standardizer);
+    // the real training utterances (the speed copies follow them): the snapshots' set
     let train_set = {
         let (x, y) = loader.tensors();
-        Set { x: x.shallow_clone(), len: loader.lengths().shallow_clone(), y: y.shallow_clone() }
+        let real = |t: &Tensor| t.narrow(0, 0, n_real);
+        Set { x: real(x), len: real(loader.lengths()), y: real(y) }
     };
     let unseen_k = split.unseen_speakers.len();
     let baseline = (unseen_k >= 2 && unseen_set.len() >= unseen_k as i64)
@@ -636,7 +658,7 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
             input_size: mfcc.n_mfcc as i64,
             hidden_size: args.hidden.unwrap_or(rec.hidden_size),
             num_layers: args.layers.unwrap_or(rec.num_layers),
-            num_speakers: split.train_speakers.len() as i64,
+            num_speakers: (split.train_speakers.len() + speed_names.len()) as i64,
             head: head(&rec, args)?,
         },
     };
@@ -658,6 +680,7 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
         mfcc,
         standardizer,
         train_speakers: split.train_speakers.clone(),
+        speed_speakers: speed_names.clone(),
         unseen_speakers: split.unseen_speakers.clone(),
         val_speakers: split.val_speakers.clone(),
         snapshot_epochs: snaps.clone(),

@@ -127,12 +127,36 @@ pub struct TrainArgs {
     /// Speaker: dropout on the pooled vector while training (default recipe 0).
     #[arg(long)]
     pub dropout: Option<f64>,
+    /// Recurrent classifiers: speeds at which every training clip is played
+    /// again, same label (speed perturbation), e.g. `0.9,1.1`; `none` for none
+    /// (default: the recipe's).
+    #[arg(long, value_parser = parse_speeds)]
+    pub speed_perturb: Option<Speeds>,
+    /// Speaker: speeds at which every training utterance is played again, each
+    /// speed's copies counted as new speakers (speaker augmentation), e.g.
+    /// `0.9,1.1`; `none` for none (default: the recipe's).
+    #[arg(long, value_parser = parse_speeds)]
+    pub speed_speakers: Option<Speeds>,
     /// Epochs between learning-rate decays, StepLR (speaker: 20).
     #[arg(long)]
     pub step_size: Option<usize>,
     /// Learning-rate decay factor of StepLR (speaker: 0.5).
     #[arg(long)]
     pub gamma: Option<f64>,
+}
+
+/// `--speed-speakers`: speeds, comma-separated, or `none`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Speeds(pub Vec<f64>);
+
+fn parse_speeds(s: &str) -> Result<Speeds, String> {
+    if s.trim() == "none" {
+        return Ok(Speeds(Vec::new()));
+    }
+    s.split(',')
+        .map(|v| v.trim().parse::<f64>().map_err(|_| format!("`{v}` is not a number (speeds such as 0.9,1.1, or none)")))
+        .collect::<Result<Vec<_>, _>>()
+        .map(Speeds)
 }
 
 /// Which models a flag applies to.
@@ -151,6 +175,7 @@ fn model_flags(args: &TrainArgs) -> Vec<(&'static str, bool, &'static [Applies])
         ("--bidir", args.bidir, &[Rnn]),
         ("--coursework", args.coursework, &[Rnn]),
         ("--no-augment", args.no_augment, &[Rnn]),
+        ("--speed-perturb", args.speed_perturb.is_some(), &[Rnn]),
         ("--no-forget-bias", args.no_forget_bias, &[Rnn]),
         ("--trim-silence", args.trim_silence.is_some(), &[Rnn]),
         ("--clip-grad-norm", args.clip_grad_norm.is_some(), &[Rnn]),
@@ -166,6 +191,7 @@ fn model_flags(args: &TrainArgs) -> Vec<(&'static str, bool, &'static [Applies])
         ("--dropout", args.dropout.is_some(), &[Speaker]),
         ("--holdout-speakers", args.holdout_speakers.is_some(), &[Speaker]),
         ("--step-size", args.step_size.is_some(), &[Speaker]),
+        ("--speed-speakers", args.speed_speakers.is_some(), &[Speaker]),
         ("--gamma", args.gamma.is_some(), &[Speaker]),
     ]
 }

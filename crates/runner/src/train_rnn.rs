@@ -15,6 +15,7 @@ use crate::train::{ModelKind, TrainArgs};
 use anyhow::{bail, ensure, Context};
 use clap::ValueEnum;
 use data::audio::TrimConfig;
+use data::augment::wave::check_speeds;
 use data::augment::SpecAugment;
 use data::loader::{DataLoader, Standardizer};
 use data::mfcc::MfccConfig;
@@ -95,6 +96,10 @@ pub struct RnnRunConfig {
     /// (`--trim-silence`); clips kept whole when none.
     #[serde(default)]
     pub trim_silence: Option<TrimConfig>,
+    /// Speed perturbation: every training clip also played at each of these
+    /// speeds, with its label (none when empty).
+    #[serde(default)]
+    pub speed_perturb: Vec<f64>,
 }
 
 fn mode_of(model: ModelKind) -> anyhow::Result<Mode> {
@@ -140,6 +145,16 @@ fn resolve(args: &TrainArgs) -> anyhow::Result<RnnRunConfig> {
             "--trim-silence takes a positive number of dB, got {db}"
         );
     }
+    let speed_perturb = match &args.speed_perturb {
+        Some(s) => s.0.clone(),
+        None if args.coursework => Vec::new(),
+        None => r.speed_perturb.to_vec(),
+    };
+    check_speeds(&speed_perturb, "--speed-perturb").map_err(anyhow::Error::msg)?;
+    ensure!(
+        !(args.coursework && !speed_perturb.is_empty()),
+        "--speed-perturb does not combine with --coursework (the notebook trains on the clips as they are)"
+    );
     let classes: Vec<String> = DEFAULT_CLASSES.iter().map(|c| c.to_string()).collect();
     let mode = mode_of(args.model)?;
     Ok(RnnRunConfig {
@@ -172,6 +187,7 @@ fn resolve(args: &TrainArgs) -> anyhow::Result<RnnRunConfig> {
         trim_silence: args
             .trim_silence
             .map(|top_db| TrimConfig { top_db, ..TrimConfig::default() }),
+        speed_perturb,
     })
 }
 
@@ -216,12 +232,20 @@ fn load_splits(cfg: &mut RnnRunConfig, device: Device) -> anyhow::Result<Splits>
     for ds in [&train, &valid, &test] {
         ensure!(!ds.is_empty(), "{}: the {} split is empty", ds.dir().display(), ds.split());
     }
+    // the training clips, then each of them at every perturbed speed
+    let mut train_f = train.features()?.to_vec();
+    let mut train_y = train.labels();
+    for &factor in &cfg.speed_perturb {
+        let paths: Vec<&Path> = train.items().iter().map(|(p, _)| p.as_path()).collect();
+        train_f.extend(cache.features_many_at_speed(&paths, factor)?);
+        train_y.extend(train.labels());
+    }
     if cfg.recipe != SPEECH_COURSEWORK.name && cfg.standardizer.is_none() {
-        cfg.standardizer = Some(Standardizer::fit(train.features()?));
+        cfg.standardizer = Some(Standardizer::fit(&train_f));
     }
     let bs = cfg.batch_size as usize;
     let mut loaders = [
-        DataLoader::new(&train, bs, device)?.shuffle(cfg.seed),
+        DataLoader::from_features(&train_f, &train_y, bs, device)?.shuffle(cfg.seed),
         DataLoader::new(&valid, bs, device)?,
         DataLoader::new(&test, bs, device)?,
     ];

@@ -125,6 +125,45 @@ fn short_run_lowers_the_loss_and_writes_the_run_folder() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `--speed-speakers` trains on every training utterance again at each speed,
+/// as new speakers after the real ones; nothing else is copied.
+#[test]
+fn speed_speakers_add_pseudo_speakers_after_the_real_ones() {
+    let dir = corpus("speed", 4);
+    let train = |extra: &[&str]| {
+        let args = ["train", "--model", "speaker", "--data-dir", "spk", "--holdout-speakers", "1"];
+        let tiny = ["--hidden", "8", "--batch-size", "8", "--epochs", "1"];
+        rnnlab(&dir, &[&args[..], &tiny, extra].concat())
+    };
+    let out = train(&["--speed-speakers", "0.9,1.1", "--out", "run"]);
+    assert!(out.status.success(), "train: {}", stderr(&out));
+    let text = std::fs::read_to_string(dir.join("run/config.json")).unwrap();
+    let config: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let real: Vec<&str> =
+        config["train_speakers"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(real.len(), 3);
+    let expect: Vec<String> =
+        ["0.9", "1.1"].iter().flat_map(|f| real.iter().map(move |s| format!("{s}@speed{f}"))).collect();
+    assert_eq!(config["speed_speakers"], serde_json::json!(expect));
+    assert_eq!(config["speaker"]["num_speakers"], 9);
+    assert_eq!(config["train"]["speed_speakers"], serde_json::json!([0.9, 1.1]));
+    // 3 training speakers of 10 utterances, 2 held out each: 24 copied twice
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(log.contains("48 speed copies as 6 more speakers"), "{log}");
+    assert_eq!(summary(&dir.join("run"))["train_speakers"], 3);
+
+    for (flag, message) in [
+        ("1", "--speed-speakers: speed 1 is not in [0.5, 2] or is 1"),
+        ("0.9,0.9", "--speed-speakers: speed 0.9 is given twice"),
+        ("slow", "`slow` is not a number"),
+    ] {
+        let out = train(&["--speed-speakers", flag, "--out", "bad"]);
+        assert!(!out.status.success(), "--speed-speakers {flag} succeeded");
+        assert!(stderr(&out).contains(message), "{}", stderr(&out));
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn one_speaker_or_an_empty_speaker_folder_is_refused() {
     let dir = scratch("bad");

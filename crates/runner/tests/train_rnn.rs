@@ -138,6 +138,23 @@ fn default_recipe_masks_gated_cells_and_no_augment_turns_it_off() {
     assert_ne!(aug[1], plain[1], "masking did not change the first loss");
 }
 
+/// `--speed-perturb` adds every training clip again at each speed, with its
+/// label; the validation and test splits stay as they are.
+#[test]
+fn speed_perturb_adds_copies_of_the_training_clips() {
+    let dir = workspace();
+    ok(&train(dir, &["--epochs", "1", "--out", "speed-none"]));
+    ok(&train(dir, &["--epochs", "1", "--speed-perturb", "0.9,1.1", "--out", "speed"]));
+    let (a, b) = (summary(&dir.join("speed-none")), summary(&dir.join("speed")));
+    let clips = |s: &serde_json::Value, k: &str| s[k].as_u64().unwrap();
+    assert_eq!(clips(&b, "train_clips"), 3 * clips(&a, "train_clips"));
+    assert_eq!(clips(&b, "valid_clips"), clips(&a, "valid_clips"));
+    assert_eq!(clips(&b, "test_clips"), clips(&a, "test_clips"));
+    let text = std::fs::read_to_string(dir.join("speed/config.json")).unwrap();
+    let config: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(config["speed_perturb"], serde_json::json!([0.9, 1.1]));
+}
+
 /// The default recipe clips the gradient norm to 1 and starts an LSTM's
 /// forget gates at 1; the flags turn each off, and the notebook's recipe has
 /// neither. Each changes the run it is turned off in.
@@ -267,7 +284,7 @@ fn elman_models_train_under_the_coursework_names() {
 #[test]
 fn bad_arguments_give_clear_errors() {
     let dir = workspace();
-    let cases: [(&[&str], &str); 11] = [
+    let cases: [(&[&str], &str); 14] = [
         (&["--recipe", "tuned"], "--recipe does not apply to --model gru"),
         (&["--steps", "10"], "--steps does not apply to --model gru"),
         (&["--holdout-speakers", "2"], "--holdout-speakers does not apply"),
@@ -279,6 +296,9 @@ fn bad_arguments_give_clear_errors() {
         (&["--epochs", "0"], "--epochs must be positive"),
         (&["--clip-grad-norm", "0"], "--clip-grad-norm must be positive"),
         (&["--clip-grad-norm", "NaN"], "--clip-grad-norm must be positive"),
+        (&["--speed-perturb", "1"], "--speed-perturb: speed 1 is not in [0.5, 2] or is 1"),
+        (&["--speed-perturb", "0.9,fast"], "`fast` is not a number"),
+        (&["--coursework", "--speed-perturb", "0.9"], "does not combine with --coursework"),
     ];
     for (extra, message) in cases {
         let mut args = vec!["train", "--model", "gru"];

@@ -34,6 +34,8 @@ pub struct SpeechRecipe {
     /// MFCCs standardised with the train split's statistics (the coursework
     /// keeps the raw int16 scale).
     pub standardize: bool,
+    /// Speed perturbation: every training clip is also played at these speeds.
+    pub speed_perturb: &'static [f64],
 }
 
 /// The default recipe: hidden 128, 2 layers, batch 32, Adam at 0.002 on a
@@ -58,6 +60,7 @@ pub const SPEECH_DEFAULT: SpeechRecipe = SpeechRecipe {
     forget_bias: Some(1.0),
     augment: true,
     standardize: true,
+    speed_perturb: &[],
 };
 
 /// The coursework notebook's settings: raw int16 scale, hidden 32, 2 layers,
@@ -76,6 +79,7 @@ pub const SPEECH_COURSEWORK: SpeechRecipe = SpeechRecipe {
     forget_bias: None,
     augment: false,
     standardize: false,
+    speed_perturb: &[],
 };
 
 impl SpeechRecipe {
@@ -139,6 +143,9 @@ pub struct SpeakerRecipe {
     /// Whole speakers kept out of training to choose the checkpoint on (the
     /// lab chooses none and keeps the last epoch).
     pub val_speakers: usize,
+    /// Speaker augmentation: the speeds at which every training utterance is
+    /// played again as a new speaker (`data::speakers::speed_speakers`).
+    pub speed_speakers: &'static [f64],
 }
 
 /// The lab's recipe: last states and time-mean, Euclidean proxy loss, hidden
@@ -155,6 +162,7 @@ pub const SPEAKER_LAB: SpeakerRecipe = SpeakerRecipe {
     step_size: 20,
     gamma: 0.5,
     val_speakers: 0,
+    speed_speakers: &[],
 };
 
 /// The default recipe: statistics pooling over valid frames, a projection to

@@ -172,6 +172,20 @@ pub fn speed(x: &[f32], factor: f64, sample_rate: u32) -> Vec<f32> {
     resample(x, from, sample_rate).expect("positive integer rates resample")
 }
 
+/// `Ok` when every factor of `factors` is in `[0.5, 2]`, is not 1 (the clip
+/// itself) and appears once; otherwise an error naming `flag`.
+pub fn check_speeds(factors: &[f64], flag: &str) -> Result<(), String> {
+    for (i, f) in factors.iter().enumerate() {
+        if !(0.5..=2.0).contains(f) || *f == 1.0 {
+            return Err(format!("{flag}: speed {f} is not in [0.5, 2] or is 1 (the clip itself)"));
+        }
+        if factors[..i].contains(f) {
+            return Err(format!("{flag}: speed {f} is given twice"));
+        }
+    }
+    Ok(())
+}
+
 /// `x` stretched or squeezed to `len` samples with its pitch kept (WSOLA: Hann frames of
 /// 20 ms at half-frame hops, each taken within a quarter frame of its nominal input place
 /// where it best continues the previous frame).

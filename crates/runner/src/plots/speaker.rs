@@ -246,6 +246,7 @@ mod tests {
             mfcc: data::mfcc::MfccConfig::default(),
             standardizer: data::loader::Standardizer { mean: vec![0.0], std: vec![1.0] },
             train_speakers: vec!["a".into(), "b".into()],
+            speed_speakers: Vec::new(),
             unseen_speakers: vec!["c".into()],
             val_speakers: Vec::new(),
             snapshot_epochs: vec![0, 1, 2],
