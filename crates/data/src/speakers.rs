@@ -792,7 +792,9 @@ mod tests {
             assert!(copies.iter().all(|c| c.path != u.path), "{} copied", u.path.display());
         }
         assert_eq!(speed_speakers(&split, &[], "--speed-speakers").unwrap().1.len(), 0);
-        for (bad, why) in [(&[1.0][..], "is 1"), (&[0.3], "not in [0.5, 2]"), (&[0.9, 0.9], "twice")] {
+        for (bad, why) in
+            [(&[1.0][..], "is 1"), (&[0.3], "not in [0.5, 2]"), (&[0.9, 0.9], "twice")]
+        {
             let e = speed_speakers(&split, bad, "--speed-speakers").unwrap_err();
             assert!(e.starts_with("--speed-speakers: ") && e.contains(why), "{e}");
         }

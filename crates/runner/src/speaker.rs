@@ -5,7 +5,9 @@
 //!
 //! Recipes (`--recipe`, `train::recipes`): `default` (statistics pooling over
 //! each clip's valid frames, cosine proxies with AM-softmax, the checkpoint
-//! chosen on validation speakers) and `lab` (the lab's last-state embedding
+//! chosen on validation speakers; with few training speakers, speaker
+//! augmentation: each training speaker also at other speeds, as new
+//! speakers) and `lab` (the lab's last-state embedding
 //! and Euclidean proxy loss, the last epoch kept).
 //!
 //! Data: `--data-dir` (default `data/speakers`), one folder per speaker. A
@@ -37,8 +39,8 @@ use data::cache::FeatureCache;
 use data::loader::{DataLoader, Standardizer};
 use data::mfcc::{Features, MfccConfig};
 use data::speakers::{
-    speed_copy_features, speed_speakers, utterance_features, SpeakerCorpus, SplitConfig,
-    Utterance, DEFAULT_ROOT, WINDOW_FRAMES, WINDOW_SAMPLES,
+    speed_copy_features, speed_speakers, utterance_features, SpeakerCorpus, SplitConfig, Utterance,
+    DEFAULT_ROOT, WINDOW_FRAMES, WINDOW_SAMPLES,
 };
 use data::speech_commands::DEFAULT_CACHE_DIR;
 use models::cluster::{baseline_purity, kmeans_purity, pair_auc, pca_2d, KMeansConfig};
@@ -85,7 +87,8 @@ fn lab_name() -> String {
 }
 
 impl SpeakerTrain {
-    /// A recipe's settings, with no speakers held out.
+    /// A recipe's settings, with no speakers held out (so no speaker
+    /// augmentation, which depends on how many speakers train).
     pub fn from_recipe(r: &SpeakerRecipe) -> Self {
         Self {
             recipe: r.name.into(),
@@ -97,7 +100,7 @@ impl SpeakerTrain {
             eval_fraction: 0.2,
             holdout_speakers: 0,
             val_speakers: r.val_speakers,
-            speed_speakers: r.speed_speakers.to_vec(),
+            speed_speakers: Vec::new(),
             seed: 0,
         }
     }
@@ -549,10 +552,14 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
                 batch_size: args.batch_size.unwrap_or(d.batch_size),
                 lr: args.lr.unwrap_or(d.lr),
                 step_size: args.step_size.unwrap_or(d.step_size),
-                speed_speakers: args
-                    .speed_speakers
-                    .clone()
-                    .map_or(d.speed_speakers.clone(), |s| s.0),
+                speed_speakers: match &args.speed_speakers {
+                    Some(s) => s.0.clone(),
+                    None => {
+                        let n = corpus.speakers().len();
+                        rec.speed_speakers_for(n.saturating_sub(holdout_speakers + val_speakers))
+                            .to_vec()
+                    }
+                },
                 gamma: args.gamma.unwrap_or(d.gamma),
                 holdout_speakers,
                 val_speakers,
@@ -794,6 +801,10 @@ mod tests {
         // 5 speakers, 2 unseen: one would be left, too few to cluster.
         assert_eq!(default_val_speakers(4, 5, 2), 0);
         assert_eq!(default_val_speakers(0, 30, 4), 0);
+        // speaker augmentation when few speakers train: 2 of six, not 22 of 30
+        assert_eq!(SPEAKER_DEFAULT.speed_speakers_for(2), [0.9, 1.1]);
+        assert!(SPEAKER_DEFAULT.speed_speakers_for(22).is_empty());
+        assert!(recipe("lab").unwrap().speed_speakers_for(2).is_empty());
         assert!(recipe("lab").is_ok());
         let e = recipe("tuned").unwrap_err().to_string();
         assert!(e.contains("--recipe tuned") && e.contains("default or lab"), "{e}");

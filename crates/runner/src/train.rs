@@ -154,7 +154,11 @@ fn parse_speeds(s: &str) -> Result<Speeds, String> {
         return Ok(Speeds(Vec::new()));
     }
     s.split(',')
-        .map(|v| v.trim().parse::<f64>().map_err(|_| format!("`{v}` is not a number (speeds such as 0.9,1.1, or none)")))
+        .map(|v| {
+            v.trim()
+                .parse::<f64>()
+                .map_err(|_| format!("`{v}` is not a number (speeds such as 0.9,1.1, or none)"))
+        })
         .collect::<Result<Vec<_>, _>>()
         .map(Speeds)
 }

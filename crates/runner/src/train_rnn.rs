@@ -152,7 +152,7 @@ fn resolve(args: &TrainArgs) -> anyhow::Result<RnnRunConfig> {
     };
     check_speeds(&speed_perturb, "--speed-perturb").map_err(anyhow::Error::msg)?;
     ensure!(
-        !(args.coursework && !speed_perturb.is_empty()),
+        !args.coursework || speed_perturb.is_empty(),
         "--speed-perturb does not combine with --coursework (the notebook trains on the clips as they are)"
     );
     let classes: Vec<String> = DEFAULT_CLASSES.iter().map(|c| c.to_string()).collect();

@@ -142,8 +142,10 @@ fn speed_speakers_add_pseudo_speakers_after_the_real_ones() {
     let real: Vec<&str> =
         config["train_speakers"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
     assert_eq!(real.len(), 3);
-    let expect: Vec<String> =
-        ["0.9", "1.1"].iter().flat_map(|f| real.iter().map(move |s| format!("{s}@speed{f}"))).collect();
+    let expect: Vec<String> = ["0.9", "1.1"]
+        .iter()
+        .flat_map(|f| real.iter().map(move |s| format!("{s}@speed{f}")))
+        .collect();
     assert_eq!(config["speed_speakers"], serde_json::json!(expect));
     assert_eq!(config["speaker"]["num_speakers"], 9);
     assert_eq!(config["train"]["speed_speakers"], serde_json::json!([0.9, 1.1]));
