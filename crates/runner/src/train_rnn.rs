@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tch::nn;
 use tch::{Device, Tensor};
-use train::recipes::{SPEECH_COURSEWORK, SPEECH_DEFAULT};
+use train::recipes::{SpeechRecipe, SPEECH_COURSEWORK, SPEECH_DEFAULT};
 use train::{Eval, Goal, Optim, RunDir, RunStats, Schedule, Settings, Task};
 
 /// `--engine`: who runs the recurrence (both give the same numbers).
@@ -145,11 +145,8 @@ fn resolve(args: &TrainArgs) -> anyhow::Result<RnnRunConfig> {
             "--trim-silence takes a positive number of dB, got {db}"
         );
     }
-    let speed_perturb = match &args.speed_perturb {
-        Some(s) => s.0.clone(),
-        None if args.coursework => Vec::new(),
-        None => r.speed_perturb.to_vec(),
-    };
+    // without the flag the recipe decides once the corpus is read (`load_splits`)
+    let speed_perturb = args.speed_perturb.as_ref().map_or_else(Vec::new, |s| s.0.clone());
     check_speeds(&speed_perturb, "--speed-perturb").map_err(anyhow::Error::msg)?;
     ensure!(
         !args.coursework || speed_perturb.is_empty(),
@@ -219,11 +216,19 @@ pub fn feature_cache(cfg: &RnnRunConfig) -> anyhow::Result<data::cache::FeatureC
 /// statistics when the recipe asks (and those are fitted now if not yet).
 pub struct Splits {
     train: DataLoader,
+    /// Batches an epoch of the training clips alone (without speed copies).
+    original_batches: usize,
     valid: DataLoader,
     test: DataLoader,
 }
 
-fn load_splits(cfg: &mut RnnRunConfig, device: Device) -> anyhow::Result<Splits> {
+/// `recipe`: a new run without `--speed-perturb`, whose speed perturbation the
+/// recipe chooses from the training split's size (and `config.json` records).
+fn load_splits(
+    cfg: &mut RnnRunConfig,
+    recipe: Option<&SpeechRecipe>,
+    device: Device,
+) -> anyhow::Result<Splits> {
     ensure_default_data(&cfg.data_dir)?;
     let cache = Arc::new(feature_cache(cfg)?);
     let split = |s| SpeechCommands::with_cache(&cfg.data_dir, s, &cfg.classes, cache.clone());
@@ -231,6 +236,11 @@ fn load_splits(cfg: &mut RnnRunConfig, device: Device) -> anyhow::Result<Splits>
         (split(Split::Train)?, split(Split::Validation)?, split(Split::Test)?);
     for ds in [&train, &valid, &test] {
         ensure!(!ds.is_empty(), "{}: the {} split is empty", ds.dir().display(), ds.split());
+    }
+    let train_clips = train.len();
+    if let Some(r) = recipe {
+        cfg.speed_perturb =
+            r.speed_perturb_for(train_clips.div_ceil(cfg.batch_size as usize)).to_vec();
     }
     // the training clips, then each of them at every perturbed speed
     let mut train_f = train.features()?.to_vec();
@@ -253,7 +263,8 @@ fn load_splits(cfg: &mut RnnRunConfig, device: Device) -> anyhow::Result<Splits>
         loaders = loaders.map(|l| l.standardize(s));
     }
     let [train, valid, test] = loaders;
-    Ok(Splits { train, valid, test })
+    let original_batches = train_clips.div_ceil(bs);
+    Ok(Splits { train, original_batches, valid, test })
 }
 
 /// The validation scores of a recurrent classifier (`metrics.csv` columns).
@@ -433,11 +444,12 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
         Some(dir) => RunConfig::read(dir)?.kind(),
         None => args.model,
     };
-    let splits = load_splits(&mut cfg, device)?;
+    let recipe = if args.coursework { SPEECH_COURSEWORK } else { SPEECH_DEFAULT };
+    let auto_speeds = args.resume.is_none() && args.speed_perturb.is_none();
+    let splits = load_splits(&mut cfg, auto_speeds.then_some(&recipe), device)?;
     if args.resume.is_none() && args.epochs.is_none() {
         // the recipe's budget has a floor in steps: a small corpus trains longer
-        let recipe = if args.coursework { SPEECH_COURSEWORK } else { SPEECH_DEFAULT };
-        cfg.epochs = recipe.epochs_for(splits.train.len());
+        cfg.epochs = recipe.epochs_with_copies(splits.original_batches, splits.train.len());
     }
     run.write_json("config.json", &RunConfig::rnn(kind, cfg.clone()))?;
 
@@ -571,7 +583,9 @@ pub fn eval(args: &EvalArgs, device: Device) -> anyhow::Result<()> {
                 split != SplitArg::All,
                 "--split all scores a corpus given with --data-dir (one without split lists)"
             );
-            let splits = load_splits(&mut cfg, device)?;
+            // the clips themselves: a train split is scored without speed copies
+            cfg.speed_perturb.clear();
+            let splits = load_splits(&mut cfg, None, device)?;
             let loader = match split {
                 SplitArg::Train => splits.train,
                 SplitArg::Validation => splits.valid,

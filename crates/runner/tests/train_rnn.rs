@@ -139,20 +139,30 @@ fn default_recipe_masks_gated_cells_and_no_augment_turns_it_off() {
 }
 
 /// `--speed-perturb` adds every training clip again at each speed, with its
-/// label; the validation and test splits stay as they are.
+/// label; the validation and test splits stay as they are. Without the flag
+/// the default recipe does it on a corpus as small as this one.
 #[test]
 fn speed_perturb_adds_copies_of_the_training_clips() {
     let dir = workspace();
-    ok(&train(dir, &["--epochs", "1", "--out", "speed-none"]));
+    ok(&train(dir, &["--epochs", "1", "--speed-perturb", "none", "--out", "speed-none"]));
     ok(&train(dir, &["--epochs", "1", "--speed-perturb", "0.9,1.1", "--out", "speed"]));
+    ok(&train(dir, &["--epochs", "1", "--out", "speed-auto"]));
     let (a, b) = (summary(&dir.join("speed-none")), summary(&dir.join("speed")));
     let clips = |s: &serde_json::Value, k: &str| s[k].as_u64().unwrap();
     assert_eq!(clips(&b, "train_clips"), 3 * clips(&a, "train_clips"));
     assert_eq!(clips(&b, "valid_clips"), clips(&a, "valid_clips"));
     assert_eq!(clips(&b, "test_clips"), clips(&a, "test_clips"));
-    let text = std::fs::read_to_string(dir.join("speed/config.json")).unwrap();
-    let config: serde_json::Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(config["speed_perturb"], serde_json::json!([0.9, 1.1]));
+    let config = |run: &str| -> serde_json::Value {
+        let text = std::fs::read_to_string(dir.join(run).join("config.json")).unwrap();
+        serde_json::from_str(&text).unwrap()
+    };
+    assert_eq!(config("speed")["speed_perturb"], serde_json::json!([0.9, 1.1]));
+    assert_eq!(config("speed-none")["speed_perturb"], serde_json::json!([]));
+    assert_eq!(config("speed-auto")["speed_perturb"], serde_json::json!([0.9, 1.1]));
+    assert_eq!(summary(&dir.join("speed-auto"))["train_clips"], b["train_clips"]);
+    // the notebook's recipe never adds copies
+    ok(&train(dir, &["--epochs", "1", "--coursework", "--out", "speed-coursework"]));
+    assert_eq!(config("speed-coursework")["speed_perturb"], serde_json::json!([]));
 }
 
 /// The default recipe clips the gradient norm to 1 and starts an LSTM's
@@ -456,16 +466,23 @@ fn older_run_folders_load_or_say_what_to_do() {
 
 /// Without `--epochs` the default recipe's budget has a floor in steps (450):
 /// the tiny corpus, a few batches an epoch, trains as many epochs as reach
-/// it; `--coursework` keeps the notebook's 5 epochs and an explicit
+/// it, with its speed copies (which widen the epochs, not the budget) or
+/// without; `--coursework` keeps the notebook's 5 epochs and an explicit
 /// `--epochs` is obeyed.
 #[test]
 fn a_small_corpus_trains_at_least_the_recipes_floor_of_steps() {
     let dir = workspace();
     let steps = |run: &str| summary(&dir.join(run))["steps"].as_u64().unwrap();
-    ok(&train(dir, &["--epochs", "1", "--valid-every", "100", "--out", "floor-one"]));
+    let one = ["--epochs", "1", "--valid-every", "100"];
+    ok(&train(dir, &[&one[..], &["--speed-perturb", "none", "--out", "floor-one"]].concat()));
     let per_epoch = steps("floor-one");
+    ok(&train(dir, &[&one[..], &["--out", "floor-one-copies"]].concat()));
+    let with_copies = steps("floor-one-copies");
+    assert!(with_copies > 2 * per_epoch, "{with_copies} batches with copies, {per_epoch} without");
     ok(&train(dir, &["--valid-every", "500", "--out", "floor"]));
-    assert_eq!(steps("floor"), 450u64.div_ceil(per_epoch) * per_epoch);
+    assert_eq!(steps("floor"), 450u64.div_ceil(with_copies) * with_copies);
+    ok(&train(dir, &["--valid-every", "500", "--speed-perturb", "none", "--out", "floor-plain"]));
+    assert_eq!(steps("floor-plain"), 450u64.div_ceil(per_epoch) * per_epoch);
     ok(&train(dir, &["--coursework", "--valid-every", "500", "--out", "floor-cw"]));
     assert_eq!(steps("floor-cw"), 5 * per_epoch);
 }

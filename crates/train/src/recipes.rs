@@ -34,7 +34,8 @@ pub struct SpeechRecipe {
     /// MFCCs standardised with the train split's statistics (the coursework
     /// keeps the raw int16 scale).
     pub standardize: bool,
-    /// Speed perturbation: every training clip is also played at these speeds.
+    /// Speed perturbation: on a small corpus (one whose epochs fall short of
+    /// `min_steps`), every training clip is also played at these speeds.
     pub speed_perturb: &'static [f64],
 }
 
@@ -46,6 +47,9 @@ pub struct SpeechRecipe {
 /// The floor makes the budget fit the corpus: 5 epochs of the default set's
 /// 3,000 training clips are 470 steps, but 5 epochs of a 600-clip corpus are
 /// only 95, far too few. It was chosen on a small corpus's validation split.
+/// On such a small corpus every training clip is also played at speeds 0.9
+/// and 1.1 (speed perturbation), within the same budget: more voices to learn
+/// from, where a few voices are all there is.
 pub const SPEECH_DEFAULT: SpeechRecipe = SpeechRecipe {
     name: "default",
     hidden_size: 128,
@@ -60,7 +64,7 @@ pub const SPEECH_DEFAULT: SpeechRecipe = SpeechRecipe {
     forget_bias: Some(1.0),
     augment: true,
     standardize: true,
-    speed_perturb: &[],
+    speed_perturb: &[0.9, 1.1],
 };
 
 /// The coursework notebook's settings: raw int16 scale, hidden 32, 2 layers,
@@ -86,7 +90,31 @@ impl SpeechRecipe {
     /// The epochs of a run whose training split makes `steps_per_epoch`
     /// batches: the recipe's epochs, or as many more as reach `min_steps`.
     pub fn epochs_for(&self, steps_per_epoch: usize) -> usize {
-        self.epochs.max(self.min_steps.div_ceil(steps_per_epoch.max(1)))
+        self.epochs_with_copies(steps_per_epoch, steps_per_epoch)
+    }
+
+    /// [`Self::epochs_for`] a split of `original` batches that speed
+    /// perturbation makes `with_copies`: the copies widen what the batches
+    /// are drawn from, not the budget, which stays the original split's.
+    pub fn epochs_with_copies(&self, original: usize, with_copies: usize) -> usize {
+        let w = with_copies.max(1);
+        let own = if original == with_copies {
+            self.epochs
+        } else {
+            (self.epochs * original).div_ceil(w)
+        };
+        own.max(self.min_steps.div_ceil(w)).max(1)
+    }
+
+    /// The speeds of speed perturbation for a training split of
+    /// `steps_per_epoch` batches: the recipe's when the corpus is small (its
+    /// epochs alone fall short of `min_steps`), none otherwise.
+    pub fn speed_perturb_for(&self, steps_per_epoch: usize) -> &'static [f64] {
+        if self.epochs * steps_per_epoch < self.min_steps {
+            self.speed_perturb
+        } else {
+            &[]
+        }
     }
 }
 
@@ -103,6 +131,13 @@ mod tests {
         assert_eq!(SPEECH_DEFAULT.epochs_for(19), 24);
         assert!(SPEECH_DEFAULT.epochs_for(19) * 19 >= SPEECH_DEFAULT.min_steps);
         assert_eq!(SPEECH_DEFAULT.epochs_for(1), 450);
+        // speed perturbation only where the floor applies
+        assert!(SPEECH_DEFAULT.speed_perturb_for(94).is_empty());
+        assert_eq!(SPEECH_DEFAULT.speed_perturb_for(19), [0.9, 1.1]);
+        assert!(SPEECH_COURSEWORK.speed_perturb_for(19).is_empty());
+        // copies keep the budget: 450 steps over 57 batches an epoch are 8 epochs
+        assert_eq!(SPEECH_DEFAULT.epochs_with_copies(19, 57), 8);
+        assert_eq!(SPEECH_DEFAULT.epochs_with_copies(94, 94), 5);
         assert_eq!(SPEECH_COURSEWORK.epochs_for(3), 5);
         assert_eq!(SPEECH_COURSEWORK.epochs_for(0), 5);
     }
