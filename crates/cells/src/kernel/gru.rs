@@ -23,7 +23,9 @@
 //! ([`WeightGrads`]); unlike the LSTM's, the two sides differ in the `n` rows.
 
 use super::real::Buf;
-use super::sequence::{previous_states, simd_dispatch, Dims, Rows, SequenceKernel, WeightGrads};
+use super::sequence::{
+    previous_states, simd_dispatch, Dims, Recurrent, Rows, SequenceKernel, WeightGrads,
+};
 use super::Real;
 use tch::Tensor;
 
@@ -53,6 +55,8 @@ impl SequenceKernel for GruSequence {
         let mut gates = Buf::<T>::of(&x.tensor.linear(&bufs[2].tensor, b_ih))?;
         let mut gh = Buf::<T>::empty(&[b as i64, g3 as i64]);
         let (mut out, mut gh_n) = (Buf::<T>::empty(&d.shape(h)), Buf::<T>::empty(&d.shape(h)));
+        // W_hh^T, packed once for every step where MKL serves
+        let w_rec = Recurrent::forward(w_hh, d);
         for s in 0..t {
             let rows = Rows { b, t, h, s };
             // gh = h_prev W_hh^T + b_hh
@@ -63,7 +67,7 @@ impl SequenceKernel for GruSequence {
                     .for_each(|r| r.copy_from_slice(bias.slice())),
                 None => gh.slice_mut().fill(T::ZERO),
             }
-            rows.recur(h0, &out, w_hh, true, &mut gh);
+            rows.recur(h0, &out, &w_rec, true, &mut gh);
             let (gs, ghs, gh_ns, hs) =
                 (gates.slice_mut(), gh.slice(), gh_n.slice_mut(), out.slice_mut());
             forward_step(rows, gs, ghs, h0.slice(), gh_ns, hs);
@@ -89,6 +93,7 @@ impl SequenceKernel for GruSequence {
 
         let [mut d_in, mut d_rec] = [(); 2].map(|_| Buf::<T>::empty(&d.shape(3 * h)));
         let mut dh = Buf::<T>::of(&g_h.tensor.copy())?;
+        let w_rec = Recurrent::backward(w_hh, d);
         for s in (0..t).rev() {
             let rows = Rows { b, t, h, s };
             let (gs, gh_ns, h0s, hs, g_outs) =
@@ -96,7 +101,7 @@ impl SequenceKernel for GruSequence {
             let (d_ins, d_recs, dhs) = (d_in.slice_mut(), d_rec.slice_mut(), dh.slice_mut());
             backward_step(rows, gs, gh_ns, h0s, hs, g_outs, d_ins, d_recs, dhs);
             // dh_prev (holding dh ⊙ z) += d_rec_s W_hh
-            rows.back(&d_rec, w_hh, true, &mut dh);
+            rows.back(&d_rec, &w_rec, true, &mut dh);
         }
         let h_prev = previous_states(&h0.tensor, &out.tensor);
         let grads = WeightGrads::new(

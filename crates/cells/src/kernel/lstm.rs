@@ -20,7 +20,9 @@
 //! column sums of `da`.
 
 use super::real::Buf;
-use super::sequence::{previous_states, simd_dispatch, Dims, Rows, SequenceKernel, WeightGrads};
+use super::sequence::{
+    previous_states, simd_dispatch, Dims, Recurrent, Rows, SequenceKernel, WeightGrads,
+};
 use super::Real;
 use tch::Tensor;
 
@@ -50,10 +52,12 @@ impl SequenceKernel for LstmSequence {
         let mut gates = Buf::<T>::of(&x.tensor.linear(&bufs[3].tensor, bias))?;
         let [mut out, mut cell, mut tanh_c] = [(); 3].map(|_| Buf::<T>::empty(&d.shape(h)));
         let mut gh = Buf::<T>::empty(&[b as i64, 4 * h as i64]);
+        // W_hh^T, packed once for every step where MKL serves
+        let w_rec = Recurrent::forward(w_hh, d);
         for s in 0..t {
             let rows = Rows { b, t, h, s };
             // gh = h_prev W_hh^T, added to gates[:, s] in the gates' loop
-            rows.recur(h0, &out, w_hh, false, &mut gh);
+            rows.recur(h0, &out, &w_rec, false, &mut gh);
             let (gs, cs, tcs, hs) =
                 (gates.slice_mut(), cell.slice_mut(), tanh_c.slice_mut(), out.slice_mut());
             forward_step(rows, gs, gh.slice(), c0.slice(), cs, tcs, hs);
@@ -80,6 +84,7 @@ impl SequenceKernel for LstmSequence {
         let mut d_gates = Buf::<T>::empty(&d.shape(4 * h));
         let mut dh = Buf::<T>::of(&g_h.tensor.copy())?;
         let mut dc = Buf::<T>::of(&g_c.tensor.copy())?;
+        let w_rec = Recurrent::backward(w_hh, d);
         for s in (0..t).rev() {
             let rows = Rows { b, t, h, s };
             let (gs, cs, tcs, g_outs, c0s) =
@@ -87,7 +92,7 @@ impl SequenceKernel for LstmSequence {
             let (dgs, dhs, dcs) = (d_gates.slice_mut(), dh.slice_mut(), dc.slice_mut());
             backward_step(rows, gs, dgs, c0s, cs, tcs, g_outs, dhs, dcs);
             // dh_prev = da_s W_hh
-            rows.back(&d_gates, w_hh, false, &mut dh);
+            rows.back(&d_gates, &w_rec, false, &mut dh);
         }
         // Both sides of the gates share their pre-activation gradient (b_hh is
         // folded into the projection), over all steps at once.

@@ -4,8 +4,9 @@
 //! Step by step, a cell costs a dozen libtorch calls forward and as many
 //! autograd nodes backward; at the coursework's sizes (batch 100, hidden 32)
 //! each call does microseconds of arithmetic and about as much dispatch. A
-//! kernel here does one layer's whole sequence as one GEMM per step (libtorch's,
-//! into the kernel's own buffers) and the gates fused in one vectorised loop,
+//! kernel here does one layer's whole sequence as one GEMM per step (into the
+//! kernel's own buffers, on a once-packed `W_hh` where MKL is there:
+//! [`packed`]) and the gates fused in one vectorised loop,
 //! and its backward is written out by hand (BPTT), so a training step makes
 //! one autograd node per layer instead of thousands.
 //!
@@ -21,6 +22,7 @@
 
 pub(crate) mod gru;
 pub(crate) mod lstm;
+mod packed;
 mod real;
 mod sequence;
 #[cfg(test)]

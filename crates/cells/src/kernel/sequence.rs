@@ -1,9 +1,13 @@
 //! What the sequence kernels share: their sizes, which rows a time step
 //! touches, the recurrent products inside the time loop, and the weight
-//! gradients after it (products over every step at once). Every product is
-//! libtorch's, into the kernels' own buffers: the same GEMM as `nn.LSTM`, on
-//! as many intra-op threads as libtorch is given.
+//! gradients after it (products over every step at once). Every product
+//! writes into the kernels' own buffers, on as many intra-op threads as
+//! libtorch is given. The recurrent ones multiply by `W_hh` at every step: in
+//! f32, where libtorch carries MKL, `W_hh` is packed once per kernel call for
+//! MKL's packed GEMM ([`super::packed`]); elsewhere each step calls
+//! libtorch's GEMM, the one `nn.LSTM` uses.
 
+use super::packed::{self, PackedB};
 use super::real::Buf;
 use super::{CustomFunction, Real};
 use tch::{Kind, Tensor};
@@ -73,6 +77,96 @@ impl Dims {
     }
 }
 
+/// Packing `W_hh` costs about what packed products save over their first few
+/// steps, so shorter sequences keep libtorch's GEMM.
+pub(crate) const PACK_MIN_STEPS: usize = 4;
+
+/// `W_hh` as one kernel call's time loop multiplies by it: packed once for
+/// MKL's GEMM (f32, MKL present, at least [`PACK_MIN_STEPS`] steps, sizes that
+/// fit MKL's `int`), or the tensor for libtorch's. Built per call and dropped
+/// with it, so no packed copy outlives the weights it was made from.
+pub(crate) struct Recurrent<'a, T> {
+    w_hh: &'a Buf<T>,
+    /// `W_hh^T` (forward) rather than `W_hh` (backward).
+    transpose: bool,
+    /// Rows of the left operand.
+    b: usize,
+    packed: Option<PackedB>,
+}
+
+impl<'a, T: Real> Recurrent<'a, T> {
+    /// For the forward products `h_prev W_hh^T` of a sequence of `d`.
+    pub fn forward(w_hh: &'a Buf<T>, d: Dims) -> Self {
+        Self::new(w_hh, d, true)
+    }
+
+    /// For the backward products `d_s W_hh` of a sequence of `d`.
+    pub fn backward(w_hh: &'a Buf<T>, d: Dims) -> Self {
+        Self::new(w_hh, d, false)
+    }
+
+    fn new(w_hh: &'a Buf<T>, d: Dims, transpose: bool) -> Self {
+        let (g, h) = (w_hh.tensor.size()[0] as usize, w_hh.tensor.size()[1] as usize);
+        // a step's rows lie up to `T*G` apart, which must fit MKL's `int`
+        let packs =
+            T::KIND == Kind::Float && d.t >= PACK_MIN_STEPS && i32::try_from(d.t * g).is_ok();
+        let packed = match packed::mkl() {
+            Some(mkl) if packs => {
+                let w = w_hh.tensor.data_ptr() as *const f32;
+                // SAFETY: `w_hh` is a contiguous f32 [G, H] buffer.
+                unsafe { PackedB::new(mkl, w, (g, h), transpose, d.b) }
+            }
+            _ => None,
+        };
+        Self { w_hh, transpose, b: d.b, packed }
+    }
+
+    #[cfg(test)]
+    pub fn is_packed(&self) -> bool {
+        self.packed.is_some()
+    }
+
+    /// `c (+)= a [B, K] · (W_hh^T or W_hh)`, overwriting `c` unless
+    /// `accumulate`; `a` is a `[B, K]` view whose rows may be strided (a step
+    /// of a `[B, T, K]` buffer), `c` a contiguous `[B, N]` buffer.
+    pub fn product(&self, a: &Tensor, accumulate: bool, c: &mut Buf<T>) {
+        let (g, h) = (self.w_hh.tensor.size()[0], self.w_hh.tensor.size()[1]);
+        let (k, n) = if self.transpose { (h, g) } else { (g, h) };
+        let b = self.b as i64;
+        assert!(a.size() == [b, k] && a.stride()[1] == 1, "left operand {:?}", a.size());
+        assert!(c.tensor.size() == [b, n], "product into {:?}", c.tensor.size());
+        match &self.packed {
+            Some(p) => {
+                let lda = a.stride()[0] as usize;
+                let ldc = c.tensor.size()[1] as usize;
+                // SAFETY: `a` and `c` are f32 CPU tensors of the packed
+                // product's shapes (checked above), `c` a contiguous buffer
+                // of its own.
+                unsafe {
+                    p.product(
+                        a.data_ptr() as *const f32,
+                        lda,
+                        c.tensor.data_ptr() as *mut f32,
+                        ldc,
+                        accumulate,
+                    )
+                }
+            }
+            None => {
+                let w = match self.transpose {
+                    true => self.w_hh.tensor.tr(),
+                    false => self.w_hh.tensor.shallow_clone(),
+                };
+                if accumulate {
+                    let _ = c.tensor.shallow_clone().addmm_(a, &w);
+                } else {
+                    let _ = a.mm_out(&c.tensor, &w);
+                }
+            }
+        }
+    }
+}
+
 /// Which rows of the `[B, T, ·]` buffers time step `s` touches.
 #[derive(Clone, Copy)]
 pub(crate) struct Rows {
@@ -85,45 +179,37 @@ pub(crate) struct Rows {
 impl Rows {
     /// `c (+)= h_prev W_hh^T` for the batch at step `s`, overwriting `c [B,
     /// G*H]` unless `accumulate`: `h_prev` is `h0` at step 0 and `out[:, s-1]`
-    /// after. libtorch's `addmm_` / `mm_out` (the GEMM `nn.LSTM` uses, on
-    /// libtorch's intra-op threads) write straight into the kernel's buffer,
-    /// which is contiguous: a product into rows `T*G*H` apart runs far slower.
+    /// after. The product writes straight into the kernel's buffer, which is
+    /// contiguous: a product into rows `T*G*H` apart runs far slower.
     pub fn recur<T: Real>(
         self,
         h0: &Buf<T>,
         out: &Buf<T>,
-        w_hh: &Buf<T>,
+        w: &Recurrent<T>,
         accumulate: bool,
         c: &mut Buf<T>,
     ) {
         let Rows { b, t, h, s } = self;
-        let g = w_hh.tensor.numel() / h;
+        assert!(w.transpose, "a backward product in the forward loop");
+        let g = w.w_hh.tensor.numel() / h;
         assert!(h0.tensor.numel() == b * h && out.tensor.numel() == b * t * h);
         assert!(c.tensor.numel() == b * g);
         let prev = match s {
             0 => h0.tensor.shallow_clone(),
             _ => out.tensor.select(1, s as i64 - 1),
         };
-        if accumulate {
-            let _ = c.tensor.shallow_clone().addmm_(&prev, &w_hh.tensor.tr());
-        } else {
-            let _ = prev.mm_out(&c.tensor, &w_hh.tensor.tr());
-        }
+        w.product(&prev, accumulate, c);
     }
 
     /// `dh (+)= d[:, s] W_hh`, overwriting `dh` unless `accumulate`: the
     /// recurrent side's pre-activation gradient at step `s` (`d [B, T, G*H]`)
     /// back to the previous state.
-    pub fn back<T: Real>(self, d: &Buf<T>, w_hh: &Buf<T>, accumulate: bool, dh: &mut Buf<T>) {
+    pub fn back<T: Real>(self, d: &Buf<T>, w: &Recurrent<T>, accumulate: bool, dh: &mut Buf<T>) {
         let Rows { b, t, h, s } = self;
-        let g = w_hh.tensor.size()[0] as usize;
+        assert!(!w.transpose, "a forward product in the backward loop");
+        let g = w.w_hh.tensor.size()[0] as usize;
         assert!(d.tensor.numel() == b * t * g && dh.tensor.numel() == b * h);
-        let ds = d.tensor.select(1, s as i64);
-        if accumulate {
-            let _ = dh.tensor.shallow_clone().addmm_(&ds, &w_hh.tensor);
-        } else {
-            let _ = ds.mm_out(&dh.tensor, &w_hh.tensor);
-        }
+        w.product(&d.tensor.select(1, s as i64), accumulate, dh);
     }
 }
 

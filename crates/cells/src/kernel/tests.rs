@@ -1,9 +1,12 @@
 //! The kernels against libtorch's own whole-sequence ops, `Tensor::lstm` and
 //! `Tensor::gru` (one layer, batch first), on the same leaves: outputs and the
-//! gradient of every input.
+//! gradient of every input; their recurrent products against libtorch's `mm`.
 
 use super::gru::GRU_SEQUENCE;
 use super::lstm::LSTM_SEQUENCE;
+use super::packed::{self, PACKS};
+use super::real::Buf;
+use super::sequence::{Dims, Recurrent, PACK_MIN_STEPS};
 use super::{apply, CustomFunction};
 use tch::{Device, Kind, Tensor};
 
@@ -127,4 +130,121 @@ fn bad_inputs_are_errors_not_crashes() {
     let w = Tensor::zeros([8, 2], (Kind::Float, Device::Cpu));
     let e = apply(&GRU_SEQUENCE, &[&x, &x, &w, &w], 2).unwrap_err();
     assert!(e.contains("do not fit"), "{e}");
+}
+
+/// Runs `f`'s forward and backward on random f32 or f64 leaves (batch 3, `t`
+/// steps, input 2, hidden 5) and counts the matrices packed on this thread.
+fn packs_in_a_training_step<F: CustomFunction>(case: &Case<F>, kind: Kind, t: i64) -> usize {
+    let opts = (kind, Device::Cpu);
+    let (b, i, h, g) = (3, 2, 5, case.gates * 5);
+    let mut leaves = vec![Tensor::randn([b, t, i], opts)];
+    leaves.extend((0..case.states).map(|_| Tensor::randn([b, h], opts)));
+    leaves.extend([Tensor::randn([g, i], opts), Tensor::randn([g, h], opts)]);
+    let leaves: Vec<Tensor> = leaves.into_iter().map(|t| t.set_requires_grad(true)).collect();
+    let before = PACKS.with(|c| c.get());
+    let outs = apply(case.kernel, &leaves.iter().collect::<Vec<_>>(), 1 + case.states).unwrap();
+    outs[0].sum(kind).backward();
+    assert!(leaves[0].grad().defined());
+    PACKS.with(|c| c.get()) - before
+}
+
+/// With MKL's packed GEMM in the loaded libtorch, an f32 kernel packs `W_hh`
+/// once forward and once backward (not once per step); f64 never packs, nor
+/// does a sequence too short to repay it.
+#[test]
+fn f32_kernels_pack_the_recurrent_weight_once_per_call() {
+    let mkl = packed::mkl().is_some();
+    if !mkl {
+        eprintln!("SKIPPED: this libtorch exports no MKL packed GEMM; the kernels use its GEMM");
+    }
+    let want = if mkl { 2 } else { 0 };
+    let t = PACK_MIN_STEPS as i64;
+    assert_eq!(packs_in_a_training_step(&LSTM, Kind::Float, t), want, "LSTM f32");
+    assert_eq!(packs_in_a_training_step(&GRU, Kind::Float, t), want, "GRU f32");
+    assert_eq!(packs_in_a_training_step(&LSTM, Kind::Float, t - 1), 0, "LSTM f32, short");
+    assert_eq!(packs_in_a_training_step(&GRU, Kind::Float, t - 1), 0, "GRU f32, short");
+    assert_eq!(packs_in_a_training_step(&LSTM, Kind::Double, t), 0, "LSTM f64");
+    assert_eq!(packs_in_a_training_step(&GRU, Kind::Double, t), 0, "GRU f64");
+}
+
+/// The recurrent products, packed or not, against libtorch's `mm` in f64 on
+/// the same f32 values: `c = a op(W)` and `c += a op(W)` with `a` a strided
+/// step of a `[B, T, K]` buffer, as the kernels pass it.
+#[test]
+fn recurrent_products_match_libtorch_mm() {
+    let opts = (Kind::Float, Device::Cpu);
+    // (batch, rows of W_hh, its columns): the coursework's LSTM, non-square
+    // and odd, one row, and an empty batch
+    for (b, g, h) in [(100, 128, 32), (7, 15, 5), (1, 6, 3), (0, 8, 4)] {
+        let w = Buf::<f32>::of(&Tensor::randn([g, h], opts)).unwrap();
+        for transpose in [true, false] {
+            let d = Dims { b: b as usize, t: 32, h: h as usize };
+            let rec =
+                if transpose { Recurrent::forward(&w, d) } else { Recurrent::backward(&w, d) };
+            // an empty batch has nothing to pack
+            assert_eq!(rec.is_packed(), packed::mkl().is_some() && b > 0, "B {b}");
+            let op_w = if transpose { w.tensor.tr() } else { w.tensor.shallow_clone() };
+            let (k, n) = (op_w.size()[0], op_w.size()[1]);
+            let steps = Tensor::randn([b, 3, k], opts);
+            let a = steps.select(1, 1);
+            for accumulate in [false, true] {
+                let what =
+                    format!("B {b}, W [{g}, {h}], transpose {transpose}, accumulate {accumulate}");
+                let start = match accumulate {
+                    true => Tensor::randn([b, n], opts),
+                    // an overwrite must not read what was there
+                    false => Tensor::full([b, n], f64::NAN, opts),
+                };
+                let mut c = Buf::<f32>::of(&start.copy()).unwrap();
+                let packs = PACKS.with(|p| p.get());
+                rec.product(&a, accumulate, &mut c);
+                assert_eq!(PACKS.with(|p| p.get()), packs, "{what}: packed again per product");
+                let d = |t: &Tensor| t.to_kind(Kind::Double);
+                let mut want = d(&a).mm(&d(&op_w));
+                // every term's size: f32 rounding is relative to it
+                let mut scale = d(&a).abs().mm(&d(&op_w).abs());
+                if accumulate {
+                    want += d(&start);
+                    scale += d(&start).abs();
+                }
+                let err = (d(&c.tensor) - &want).abs() - scale * 1e-5;
+                assert_eq!(c.tensor.size(), [b, n], "{what}");
+                assert!(
+                    err.numel() == 0 || err.max().double_value(&[]) <= 0.0,
+                    "{what}: beyond 1e-5 relative by {}",
+                    err.max().double_value(&[])
+                );
+            }
+        }
+    }
+}
+
+/// MKL inside libtorch follows libtorch's intra-op thread count (tch's
+/// `set_num_threads`, the CLI's `--threads`), so the packed products add no
+/// threads of their own.
+#[test]
+fn mkl_follows_libtorchs_thread_count() {
+    let Some(get) = mkl_max_threads() else {
+        eprintln!("SKIPPED: this libtorch has no MKL");
+        return;
+    };
+    let before = tch::get_num_threads();
+    for n in [1, 2] {
+        tch::set_num_threads(n);
+        // SAFETY: MKL's `int mkl_get_max_threads(void)`.
+        assert_eq!(unsafe { get() }, n, "MKL threads after set_num_threads({n})");
+    }
+    tch::set_num_threads(before);
+}
+
+fn mkl_max_threads() -> Option<unsafe extern "C" fn() -> std::ffi::c_int> {
+    #[cfg(unix)]
+    {
+        // SAFETY: a NUL-terminated name, looked up in the loaded libraries.
+        let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"mkl_get_max_threads".as_ptr()) };
+        // SAFETY: MKL's signature for that name.
+        (!p.is_null()).then(|| unsafe { std::mem::transmute(p) })
+    }
+    #[cfg(not(unix))]
+    None
 }
