@@ -38,16 +38,21 @@ BENCH_STEPS ?= 20
 BENCH_THREADS ?= 1
 BENCH_BATCH ?= 32,100,256
 BENCH_HIDDEN ?= 32,128,256,512
+## Timing stops after BENCH_SECONDS per configuration (3 steps at least); the grid
+## runs BENCH_ROUNDS times and the tables take the median of the rounds.
+BENCH_SECONDS ?= 3
+BENCH_ROUNDS ?= 1
 comma := ,
 bench-rnn: build
 	mkdir -p results/bench
 	rm -f results/bench/rust.jsonl results/bench/pytorch.jsonl
+	for r in $$(seq $(BENCH_ROUNDS)); do \
 	for b in $(subst $(comma), ,$(BENCH_BATCH)); do for h in $(subst $(comma), ,$(BENCH_HIDDEN)); do \
-		$(RNNLAB) --device $(DEVICE) bench rnn --steps $(BENCH_STEPS) --threads $(BENCH_THREADS) \
-			--batch-size $$b --hidden $$h >> results/bench/rust.jsonl || exit 1; \
-		$(PYTHON) scripts/bench_pytorch.py --steps $(BENCH_STEPS) --threads $(BENCH_THREADS) \
-			--batch-size $$b --hidden $$h >> results/bench/pytorch.jsonl || exit 1; \
-	done; done
+		$(RNNLAB) --device $(DEVICE) bench rnn --steps $(BENCH_STEPS) --max-seconds $(BENCH_SECONDS) \
+			--threads $(BENCH_THREADS) --batch-size $$b --hidden $$h >> results/bench/rust.jsonl || exit 1; \
+		$(PYTHON) scripts/bench_pytorch.py --steps $(BENCH_STEPS) --max-seconds $(BENCH_SECONDS) \
+			--threads $(BENCH_THREADS) --batch-size $$b --hidden $$h >> results/bench/pytorch.jsonl || exit 1; \
+	done; done; done
 	{ python3 scripts/compare_bench.py results/bench/rust.jsonl results/bench/pytorch.jsonl; echo; \
 		python3 scripts/compare_bench.py --cpu results/bench/rust.jsonl results/bench/pytorch.jsonl; } \
 		| tee results/bench/table.md

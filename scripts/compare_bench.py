@@ -6,11 +6,13 @@ PyTorch's `nn.LSTM` / `nn.GRU`) and `notebook/custom` where the notebook was tim
 
 Each figure is the median step in wall-clock time; with `--cpu`, in CPU time of
 the process, which other processes on shared cores do not stretch (with one
-thread it is the work itself).
+thread it is the work itself). When a configuration was timed in several rounds
+(`make bench-rnn BENCH_ROUNDS=N`), the figure is the median of the rounds'.
 
     python3 scripts/compare_bench.py [--cpu] results/bench/rust.jsonl results/bench/pytorch.jsonl
 """
 import json
+import statistics
 import sys
 
 args = sys.argv[1:]
@@ -28,12 +30,25 @@ def load(path):
 
 rust, rust_rows = load(args[0])
 py, py_rows = load(args[1])
-ref = {(r["batch_size"], r["hidden"], r["mode"], r["implementation"]): r[key] for r in py_rows}
-ours = {(r["batch_size"], r["hidden"], r["mode"], r["bidirectional"], r["engine"]): r[key] for r in rust_rows}
+
+
+def medians(rows, fields):
+    """The median of `key` over every row (round) of each configuration."""
+    by = {}
+    for r in rows:
+        by.setdefault(tuple(r[f] for f in fields), []).append(r[key])
+    return {k: statistics.median(v) for k, v in by.items()}
+
+
+ref = medians(py_rows, ["batch_size", "hidden", "mode", "implementation"])
+ours = medians(rust_rows, ["batch_size", "hidden", "mode", "bidirectional", "engine"])
+rounds = max(len([r for r in rust_rows if (r["batch_size"], r["hidden"], r["mode"], r["bidirectional"], r["engine"]) == k])
+             for k in ours)
 
 clock = "process CPU time" if cpu else "wall-clock time"
 print(f"device {rust['device']}, rnnlab threads {rust['threads']}, torch {py['torch']} threads {py['threads']}")
-print(f"ms per training step (median, {clock}); nn/custom > 1 means the custom kernels are faster")
+print(f"ms per training step (median, {clock}, {rounds} round{'s' if rounds > 1 else ''}); "
+      "nn/custom > 1 means the custom kernels are faster")
 print()
 head = ["batch", "hidden", "mode", "dir", "custom", "fused", "nn", "nn/custom", "notebook", "notebook/custom"]
 print("| " + " | ".join(head) + " |")
