@@ -245,8 +245,8 @@ fn load_splits(
     // the training clips, then each of them at every perturbed speed
     let mut train_f = train.features()?.to_vec();
     let mut train_y = train.labels();
+    let paths: Vec<&Path> = train.items().iter().map(|(p, _)| p.as_path()).collect();
     for &factor in &cfg.speed_perturb {
-        let paths: Vec<&Path> = train.items().iter().map(|(p, _)| p.as_path()).collect();
         train_f.extend(cache.features_many_at_speed(&paths, factor)?);
         train_y.extend(train.labels());
     }
