@@ -82,6 +82,10 @@ pub struct TrainArgs {
     /// `inf` turns it off).
     #[arg(long)]
     pub clip_grad_norm: Option<f64>,
+    /// Recurrent classifiers: decoupled weight decay, `torch.optim.AdamW`'s
+    /// `weight_decay` (default: none, plain Adam).
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
     /// LSTM: keep PyTorch's uniform initial forget-gate bias instead of the
     /// default recipe's 1.
     #[arg(long)]
@@ -180,6 +184,7 @@ fn model_flags(args: &TrainArgs) -> Vec<(&'static str, bool, &'static [Applies])
         ("--coursework", args.coursework, &[Rnn]),
         ("--no-augment", args.no_augment, &[Rnn]),
         ("--speed-perturb", args.speed_perturb.is_some(), &[Rnn]),
+        ("--weight-decay", args.weight_decay.is_some(), &[Rnn]),
         ("--no-forget-bias", args.no_forget_bias, &[Rnn]),
         ("--trim-silence", args.trim_silence.is_some(), &[Rnn]),
         ("--clip-grad-norm", args.clip_grad_norm.is_some(), &[Rnn]),

@@ -100,6 +100,9 @@ pub struct RnnRunConfig {
     /// speeds, with its label (none when empty).
     #[serde(default)]
     pub speed_perturb: Vec<f64>,
+    /// AdamW's decoupled weight decay (`--weight-decay`); plain Adam when none.
+    #[serde(default)]
+    pub weight_decay: Option<f64>,
 }
 
 fn mode_of(model: ModelKind) -> anyhow::Result<Mode> {
@@ -145,6 +148,9 @@ fn resolve(args: &TrainArgs) -> anyhow::Result<RnnRunConfig> {
             "--trim-silence takes a positive number of dB, got {db}"
         );
     }
+    if let Some(w) = args.weight_decay {
+        ensure!(w >= 0.0 && w.is_finite(), "--weight-decay must be 0 or positive, got {w}");
+    }
     // without the flag the recipe decides once the corpus is read (`load_splits`)
     let speed_perturb = args.speed_perturb.as_ref().map_or_else(Vec::new, |s| s.0.clone());
     check_speeds(&speed_perturb, "--speed-perturb").map_err(anyhow::Error::msg)?;
@@ -185,6 +191,7 @@ fn resolve(args: &TrainArgs) -> anyhow::Result<RnnRunConfig> {
             .trim_silence
             .map(|top_db| TrimConfig { top_db, ..TrimConfig::default() }),
         speed_perturb,
+        weight_decay: args.weight_decay,
     })
 }
 
@@ -296,15 +303,21 @@ pub struct RnnSummary {
     pub test_clips: usize,
 }
 
-/// The engine's settings for a recurrent-classifier run: Adam, the recipe's
-/// cosine or constant rate, validation every `valid_every` steps.
+/// The engine's settings for a recurrent-classifier run: Adam (AdamW with
+/// `--weight-decay`), the recipe's cosine or constant rate, validation every
+/// `valid_every` steps.
 fn settings(cfg: &RnnRunConfig, steps_per_epoch: usize) -> Settings {
     let steps = (cfg.epochs * steps_per_epoch) as u64;
     Settings {
         seed: cfg.seed,
         steps,
         valid_every: cfg.valid_every as u64,
-        optimizer: Optim::adam(),
+        optimizer: match cfg.weight_decay {
+            Some(weight_decay) => {
+                Optim::AdamW { betas: (0.9, 0.999), weight_decay, exempt_group: None }
+            }
+            None => Optim::adam(),
+        },
         schedule: if cfg.cosine {
             Schedule::warmup_cosine(cfg.lr, 0, steps.max(1) as usize, 0.0)
         } else {

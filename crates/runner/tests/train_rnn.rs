@@ -165,6 +165,22 @@ fn speed_perturb_adds_copies_of_the_training_clips() {
     assert_eq!(config("speed-coursework")["speed_perturb"], serde_json::json!([]));
 }
 
+/// `--weight-decay` trains with AdamW: the first loss (before any step) is
+/// the plain run's, the next ones are not.
+#[test]
+fn weight_decay_switches_to_adamw() {
+    let dir = workspace();
+    let args = ["--epochs", "1", "--speed-perturb", "none"];
+    ok(&train(dir, &[&args[..], &["--out", "wd-none"]].concat()));
+    ok(&train(dir, &[&args[..], &["--weight-decay", "0.5", "--out", "wd"]].concat()));
+    let (plain, decayed) = (metrics(&dir.join("wd-none")), metrics(&dir.join("wd")));
+    assert_eq!(plain[1], decayed[1]);
+    assert_ne!(plain[2], decayed[2], "weight decay did not change the second step");
+    let text = std::fs::read_to_string(dir.join("wd/config.json")).unwrap();
+    let config: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(config["weight_decay"], 0.5);
+}
+
 /// The default recipe clips the gradient norm to 1 and starts an LSTM's
 /// forget gates at 1; the flags turn each off, and the notebook's recipe has
 /// neither. Each changes the run it is turned off in.
@@ -294,7 +310,7 @@ fn elman_models_train_under_the_coursework_names() {
 #[test]
 fn bad_arguments_give_clear_errors() {
     let dir = workspace();
-    let cases: [(&[&str], &str); 14] = [
+    let cases: [(&[&str], &str); 15] = [
         (&["--recipe", "tuned"], "--recipe does not apply to --model gru"),
         (&["--steps", "10"], "--steps does not apply to --model gru"),
         (&["--holdout-speakers", "2"], "--holdout-speakers does not apply"),
@@ -309,6 +325,7 @@ fn bad_arguments_give_clear_errors() {
         (&["--speed-perturb", "1"], "--speed-perturb: speed 1 is not in [0.5, 2] or is 1"),
         (&["--speed-perturb", "0.9,fast"], "`fast` is not a number"),
         (&["--coursework", "--speed-perturb", "0.9"], "does not combine with --coursework"),
+        (&["--weight-decay=-1"], "--weight-decay must be 0 or positive"),
     ];
     for (extra, message) in cases {
         let mut args = vec!["train", "--model", "gru"];
