@@ -178,12 +178,17 @@ def main():
     ap.add_argument("--notebook-everywhere", action="store_true",
                     help="time the notebook's cells at every size, not only batch 100, hidden 32")
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
+    ap.add_argument("--modes", type=lambda t: t.split(","), default=["LSTM", "GRU"],
+                    help="recurrent modes, as rnnlab bench rnn --modes: LSTM, GRU")
     a = ap.parse_args()
+    for mode in a.modes:
+        if mode not in ("LSTM", "GRU"):
+            ap.error(f"--modes: {mode!r} is not LSTM or GRU")
     torch.set_num_threads(a.threads)
     rows = []
     for batch in a.batch_size:
         for hidden in a.hidden:
-            for mode in ["LSTM", "GRU"]:
+            for mode in a.modes:
                 impls = [("nn", lambda: Fused(mode, hidden))]
                 if a.notebook_everywhere or (batch, hidden) == COURSEWORK:
                     impls.append(("notebook", lambda: RNNModel(mode, I, hidden, L, True, C)))

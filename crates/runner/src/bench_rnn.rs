@@ -13,6 +13,7 @@
 //! `nn.LSTM` / `nn.GRU` on the same grid and the notebook's Python cells at
 //! the coursework size; `make bench-rnn` runs both and prints the ratios.
 
+use crate::train_rnn::EngineArg;
 use clap::Args;
 use models::{classifier, Adam, Engine, Mode, RnnConfig};
 use std::time::Instant;
@@ -39,6 +40,10 @@ pub struct RnnBenchArgs {
     /// Recurrent modes, the notebook's names: LSTM, GRU, RNN_TANH, RNN_RELU.
     #[arg(long, value_delimiter = ',', default_values_t = [Mode::Lstm, Mode::Gru])]
     pub modes: Vec<Mode>,
+    /// Engines to time: custom (the hand-written cells) and fused (libtorch's RNN ops).
+    #[arg(long, value_delimiter = ',', value_enum,
+          default_values_t = [EngineArg::Custom, EngineArg::Fused])]
+    pub engines: Vec<EngineArg>,
     /// Also time the bidirectional models.
     #[arg(long)]
     pub bidir: bool,
@@ -121,7 +126,7 @@ pub fn run(args: &RnnBenchArgs, device: Device) -> anyhow::Result<()> {
             anyhow::ensure!(hidden >= 1, "--hidden {hidden}: give sizes of 1 or more");
             for &mode in &args.modes {
                 for bidir in if args.bidir { vec![false, true] } else { vec![false] } {
-                    for engine in [Engine::Custom, Engine::Fused] {
+                    for engine in args.engines.iter().map(|&e| Engine::from(e)) {
                         let config = RnnConfig {
                             mode,
                             input_size: 20,

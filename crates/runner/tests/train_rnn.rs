@@ -549,3 +549,29 @@ fn lengths_and_trimming_follow_the_recipe() {
     let expected = summary(&dir.join("len-trim"))["test_accuracy"].as_f64().unwrap();
     assert!((acc - expected).abs() < 1e-6, "eval says {acc}, training said {expected}");
 }
+
+/// `bench rnn` times the engines it is given and only those, one JSON row
+/// per engine and size, each timing the one step `--steps 1` allows.
+#[test]
+fn bench_rnn_times_the_engines_given() {
+    let dir = std::env::temp_dir().join(format!("rnnlab-bench-rnn-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let args = ["bench", "rnn", "--steps", "1", "--warmup", "0", "--max-seconds", "0"];
+    let sizes = ["--batch-size", "2", "--hidden", "4,8", "--modes", "GRU", "--layers", "1"];
+    let rows = |engines: &str| -> Vec<serde_json::Value> {
+        let out = rnnlab(&dir, &[&args[..], &sizes[..], &["--engines", engines]].concat());
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        line["results"].as_array().unwrap().clone()
+    };
+    let fused = rows("fused");
+    assert_eq!(fused.len(), 2);
+    assert!(fused.iter().all(|r| r["engine"] == "fused" && r["steps"] == 1), "{fused:?}");
+    let both = rows("custom,fused");
+    let engines: Vec<_> = both.iter().map(|r| r["engine"].as_str().unwrap()).collect();
+    assert_eq!(engines, ["custom", "fused", "custom", "fused"]);
+    let out = rnnlab(&dir, &[&args[..], &["--engines", "cudnn"]].concat());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--engines"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

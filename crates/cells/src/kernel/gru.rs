@@ -23,9 +23,7 @@
 //! ([`WeightGrads`]); unlike the LSTM's, the two sides differ in the `n` rows.
 
 use super::real::Buf;
-use super::sequence::{
-    previous_states, simd_dispatch, Dims, Recurrent, Rows, SequenceKernel, WeightGrads,
-};
+use super::sequence::{simd_dispatch, Dims, Recurrent, Rows, SequenceKernel, WeightGrads};
 use super::Real;
 use tch::Tensor;
 
@@ -103,12 +101,11 @@ impl SequenceKernel for GruSequence {
             // dh_prev (holding dh ⊙ z) += d_rec_s W_hh
             rows.back(&d_rec, &w_rec, true, &mut dh);
         }
-        let h_prev = previous_states(&h0.tensor, &out.tensor);
         let grads = WeightGrads::new(
             &d_in.tensor,
             Some(&d_rec.tensor),
             &x.tensor,
-            &h_prev,
+            (&h0.tensor, &out.tensor),
             &w_ih.tensor,
             n_inputs == 6,
         );

@@ -20,9 +20,7 @@
 //! column sums of `da`.
 
 use super::real::Buf;
-use super::sequence::{
-    previous_states, simd_dispatch, Dims, Recurrent, Rows, SequenceKernel, WeightGrads,
-};
+use super::sequence::{simd_dispatch, Dims, Recurrent, Rows, SequenceKernel, WeightGrads};
 use super::Real;
 use tch::Tensor;
 
@@ -96,12 +94,11 @@ impl SequenceKernel for LstmSequence {
         }
         // Both sides of the gates share their pre-activation gradient (b_hh is
         // folded into the projection), over all steps at once.
-        let h_prev = previous_states(&h0.tensor, &out.tensor);
         let grads = WeightGrads::new(
             &d_gates.tensor,
             None,
             &x.tensor,
-            &h_prev,
+            (&h0.tensor, &out.tensor),
             &w_ih.tensor,
             n_inputs == 7,
         );

@@ -214,16 +214,31 @@ impl Rows {
 }
 
 /// The state each step started from: `h0` at step 0, the previous output after.
-pub(crate) fn previous_states(h0: &Tensor, out: &Tensor) -> Tensor {
+fn previous_states(h0: &Tensor, out: &Tensor) -> Tensor {
     let t = out.size()[1];
     Tensor::cat(&[h0.unsqueeze(1), out.narrow(1, 0, t - 1)], 1)
+}
+
+/// `[x | h_prev]`, `[B, T, I + H]`: each step's input beside the state it
+/// started from, written once into one buffer.
+fn inputs_and_previous_states(x: &Tensor, h0: &Tensor, out: &Tensor) -> Tensor {
+    let (b, t, i) = (x.size()[0], x.size()[1], x.size()[2]);
+    let h = out.size()[2];
+    let both = Tensor::empty([b, t, i + h], (x.kind(), x.device()));
+    both.narrow(2, 0, i).copy_(x);
+    let states = both.narrow(2, i, h);
+    states.select(1, 0).copy_(h0);
+    states.narrow(1, 1, t - 1).copy_(&out.narrow(1, 0, t - 1));
+    both
 }
 
 /// The gradients of `x`, `weight_ih`, `weight_hh` and (with bias) both biases,
 /// from the pre-activation gradients of every step: `d_in` of the input side
 /// `x W_ih^T + b_ih`, `d_rec` of the recurrent side `h W_hh^T + b_hh` (`None`
-/// where it equals `d_in`, as in the LSTM), both `[B, T, G*H]`. The gradients of `h0` and of the initial cell state come
-/// first in the kernels' input order, so they are left to the caller.
+/// where it equals `d_in`, as in the LSTM), both `[B, T, G*H]`; `h0` and the
+/// layer's output `out` give the state each step started from. The gradients
+/// of `h0` and of the initial cell state come first in the kernels' input
+/// order, so they are left to the caller.
 pub(crate) struct WeightGrads {
     pub dx: Tensor,
     pub dw_ih: Tensor,
@@ -236,7 +251,7 @@ impl WeightGrads {
         d_in: &Tensor,
         d_rec: Option<&Tensor>,
         x: &Tensor,
-        h_prev: &Tensor,
+        (h0, out): (&Tensor, &Tensor),
         w_ih: &Tensor,
         bias: bool,
     ) -> Self {
@@ -248,13 +263,21 @@ impl WeightGrads {
         let kind = d_in.kind();
         let i = w_ih.size()[1];
         let (dw_ih, dw_hh) = match &d_rec {
-            // both sides share `d` (the LSTM): one product `d^T [x | h_prev]`,
-            // which runs faster than two half as wide
+            // both sides share `d` (the LSTM): one product over `[x | h_prev]`,
+            // which runs faster than two half as wide; MKL runs `d^T m` faster
+            // as `(m^T d)^T` when `m` is narrow (a first layer's few inputs)
             None => {
-                let dw = d_in.tr().mm(&Tensor::cat(&[flat(x), flat(h_prev)], 1));
-                (dw.narrow(1, 0, i), dw.narrow(1, i, dw.size()[1] - i))
+                let both = flat(&inputs_and_previous_states(x, h0, out));
+                let dwt = both.tr().mm(&d_in);
+                (
+                    dwt.narrow(0, 0, i).tr().contiguous(),
+                    dwt.narrow(0, i, dwt.size()[0] - i).tr().contiguous(),
+                )
             }
-            Some(d_rec) => (d_in.tr().mm(&flat(x)), d_rec.tr().mm(&flat(h_prev))),
+            Some(d_rec) => {
+                let h_prev = flat(&previous_states(h0, out));
+                (d_in.tr().mm(&flat(x)), d_rec.tr().mm(&h_prev))
+            }
         };
         Self {
             dx: d_in.mm(w_ih).view([b, t, i]),
