@@ -213,10 +213,19 @@ impl Rows {
     }
 }
 
-/// The state each step started from: `h0` at step 0, the previous output after.
-fn previous_states(h0: &Tensor, out: &Tensor) -> Tensor {
+/// Writes into `states [B, T, H]` (a view is fine) the state each step
+/// started from: `h0` at step 0, the previous output of `out` after.
+fn write_previous_states(states: &Tensor, h0: &Tensor, out: &Tensor) {
     let t = out.size()[1];
-    Tensor::cat(&[h0.unsqueeze(1), out.narrow(1, 0, t - 1)], 1)
+    states.select(1, 0).copy_(h0);
+    states.narrow(1, 1, t - 1).copy_(&out.narrow(1, 0, t - 1));
+}
+
+/// The state each step started from, `[B, T, H]`.
+fn previous_states(h0: &Tensor, out: &Tensor) -> Tensor {
+    let states = out.empty_like();
+    write_previous_states(&states, h0, out);
+    states
 }
 
 /// `[x | h_prev]`, `[B, T, I + H]`: each step's input beside the state it
@@ -226,9 +235,7 @@ fn inputs_and_previous_states(x: &Tensor, h0: &Tensor, out: &Tensor) -> Tensor {
     let h = out.size()[2];
     let both = Tensor::empty([b, t, i + h], (x.kind(), x.device()));
     both.narrow(2, 0, i).copy_(x);
-    let states = both.narrow(2, i, h);
-    states.select(1, 0).copy_(h0);
-    states.narrow(1, 1, t - 1).copy_(&out.narrow(1, 0, t - 1));
+    write_previous_states(&both.narrow(2, i, h), h0, out);
     both
 }
 
