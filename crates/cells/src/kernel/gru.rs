@@ -23,7 +23,9 @@
 //! ([`WeightGrads`]); unlike the LSTM's, the two sides differ in the `n` rows.
 
 use super::real::Buf;
-use super::sequence::{simd_dispatch, Dims, Recurrent, Rows, SequenceKernel, WeightGrads};
+use super::sequence::{
+    prefetch, simd_dispatch, Dims, Recurrent, Rows, SequenceKernel, WeightGrads,
+};
 use super::Real;
 use tch::Tensor;
 
@@ -68,7 +70,7 @@ impl SequenceKernel for GruSequence {
             rows.recur(h0, &out, &w_rec, true, &mut gh);
             let (gs, ghs, gh_ns, hs) =
                 (gates.slice_mut(), gh.slice(), gh_n.slice_mut(), out.slice_mut());
-            forward_step(rows, gs, ghs, h0.slice(), gh_ns, hs);
+            forward_rows(rows, gs, ghs, h0.slice(), gh_ns, hs);
         }
         let last = out.tensor.select(1, t as i64 - 1).contiguous();
         let outputs = vec![out.tensor.shallow_clone(), last];
@@ -97,7 +99,7 @@ impl SequenceKernel for GruSequence {
             let (gs, gh_ns, h0s, hs, g_outs) =
                 (gates.slice(), gh_n.slice(), h0.slice(), out.slice(), g_out.slice());
             let (d_ins, d_recs, dhs) = (d_in.slice_mut(), d_rec.slice_mut(), dh.slice_mut());
-            backward_step(rows, gs, gh_ns, h0s, hs, g_outs, d_ins, d_recs, dhs);
+            backward_rows(rows, gs, gh_ns, h0s, hs, g_outs, d_ins, d_recs, dhs);
             // dh_prev (holding dh ⊙ z) += d_rec_s W_hh
             rows.back(&d_rec, &w_rec, true, &mut dh);
         }
@@ -113,17 +115,16 @@ impl SequenceKernel for GruSequence {
     }
 }
 
-simd_dispatch!(forward_step => forward_rows(
-    r: Rows, gs: &mut [T], gh: &[T], h0s: &[T], gh_ns: &mut [T], hs: &mut [T]
+simd_dispatch!(forward_cell => cell_forward(
+    row: &mut [T], gh: &[T], h_prev: &[T], gh_n: &mut [T], h: &mut [T]
 ));
 
-simd_dispatch!(backward_step => backward_rows(
-    r: Rows, gs: &[T], gh_ns: &[T], h0s: &[T], hs: &[T], g_outs: &[T], d_in: &mut [T],
-    d_rec: &mut [T], dhs: &mut [T]
+simd_dispatch!(backward_cell => cell_backward(
+    row: &[T], gh_n: &[T], h_prev: &[T], g_out: &[T], d_in: &mut [T], d_rec: &mut [T],
+    dh: &mut [T]
 ));
 
 /// Step `s` forwards for every example (see [`cell_forward`]).
-#[inline(always)]
 fn forward_rows<T: Real>(
     r: Rows,
     gs: &mut [T],
@@ -135,9 +136,15 @@ fn forward_rows<T: Real>(
     let Rows { b, t, h, s } = r;
     for n in 0..b {
         let at = (n * t + s) * h;
+        if n + 1 < b {
+            let next = at + t * h;
+            prefetch(&gs[next * 3..][..3 * h]);
+            prefetch(&gh_ns[next..][..h]);
+            prefetch(&hs[next - h..][..2 * h]);
+        }
         let (before, after) = hs.split_at_mut(at);
         let h_prev = if s == 0 { &h0s[n * h..][..h] } else { &before[at - h..] };
-        cell_forward(
+        forward_cell(
             &mut gs[(n * t + s) * 3 * h..][..3 * h],
             &gh[n * 3 * h..][..3 * h],
             h_prev,
@@ -149,7 +156,6 @@ fn forward_rows<T: Real>(
 
 /// Step `s` backwards for every example (see [`cell_backward`]).
 #[allow(clippy::too_many_arguments)]
-#[inline(always)]
 fn backward_rows<T: Real>(
     r: Rows,
     gs: &[T],
@@ -165,8 +171,17 @@ fn backward_rows<T: Real>(
     let g3 = 3 * h;
     for n in 0..b {
         let (at, hat) = ((n * t + s) * g3, (n * t + s) * h);
+        if n + 1 < b {
+            let (next, hnext) = (at + t * g3, hat + t * h);
+            prefetch(&gs[next..][..g3]);
+            prefetch(&d_in[next..][..g3]);
+            prefetch(&d_rec[next..][..g3]);
+            prefetch(&gh_ns[hnext..][..h]);
+            prefetch(&g_outs[hnext..][..h]);
+            prefetch(&hs[hnext.saturating_sub(h)..][..h]);
+        }
         let h_prev = if s == 0 { &h0s[n * h..][..h] } else { &hs[hat - h..hat] };
-        cell_backward(
+        backward_cell(
             &gs[at..at + g3],
             &gh_ns[hat..hat + h],
             h_prev,

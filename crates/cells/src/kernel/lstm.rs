@@ -20,7 +20,9 @@
 //! column sums of `da`.
 
 use super::real::Buf;
-use super::sequence::{simd_dispatch, Dims, Recurrent, Rows, SequenceKernel, WeightGrads};
+use super::sequence::{
+    prefetch, simd_dispatch, Dims, Recurrent, Rows, SequenceKernel, WeightGrads,
+};
 use super::Real;
 use tch::Tensor;
 
@@ -58,7 +60,7 @@ impl SequenceKernel for LstmSequence {
             rows.recur(h0, &out, &w_rec, false, &mut gh);
             let (gs, cs, tcs, hs) =
                 (gates.slice_mut(), cell.slice_mut(), tanh_c.slice_mut(), out.slice_mut());
-            forward_step(rows, gs, gh.slice(), c0.slice(), cs, tcs, hs);
+            forward_rows(rows, gs, gh.slice(), c0.slice(), cs, tcs, hs);
         }
         let last = |buf: &Buf<T>| buf.tensor.select(1, t as i64 - 1).contiguous();
         let outputs = vec![out.tensor.shallow_clone(), last(&out), last(&cell)];
@@ -88,7 +90,7 @@ impl SequenceKernel for LstmSequence {
             let (gs, cs, tcs, g_outs, c0s) =
                 (gates.slice(), cell.slice(), tanh_c.slice(), g_out.slice(), c0.slice());
             let (dgs, dhs, dcs) = (d_gates.slice_mut(), dh.slice_mut(), dc.slice_mut());
-            backward_step(rows, gs, dgs, c0s, cs, tcs, g_outs, dhs, dcs);
+            backward_rows(rows, gs, dgs, c0s, cs, tcs, g_outs, dhs, dcs);
             // dh_prev = da_s W_hh
             rows.back(&d_gates, &w_rec, false, &mut dh);
         }
@@ -106,17 +108,16 @@ impl SequenceKernel for LstmSequence {
     }
 }
 
-simd_dispatch!(forward_step => forward_rows(
-    r: Rows, gs: &mut [T], ghs: &[T], c0s: &[T], cs: &mut [T], tcs: &mut [T], hs: &mut [T]
+simd_dispatch!(forward_cell => cell_forward(
+    row: &mut [T], gh: &[T], c_prev: &[T], c: &mut [T], tanh_c: &mut [T], h: &mut [T]
 ));
 
-simd_dispatch!(backward_step => backward_rows(
-    r: Rows, gs: &[T], dgs: &mut [T], c0s: &[T], cs: &[T], tcs: &[T], g_outs: &[T],
-    dhs: &[T], dcs: &mut [T]
+simd_dispatch!(backward_cell => cell_backward(
+    row: &[T], d_row: &mut [T], c_prev: &[T], tanh_c: &[T], g_out: &[T], dh: &[T],
+    dc: &mut [T]
 ));
 
 /// Step `s` forwards for every example (see [`cell_forward`]).
-#[inline(always)]
 fn forward_rows<T: Real>(
     r: Rows,
     gs: &mut [T],
@@ -129,19 +130,23 @@ fn forward_rows<T: Real>(
     let Rows { b, t, h, s } = r;
     for n in 0..b {
         let at = (n * t + s) * h;
+        if n + 1 < b {
+            let next = at + t * h;
+            prefetch(&gs[next * 4..][..4 * h]);
+            prefetch(&cs[next - h..][..2 * h]);
+            prefetch(&tcs[next..][..h]);
+            prefetch(&hs[next..][..h]);
+        }
         let (before, after) = cs.split_at_mut(at);
         let c_prev = if s == 0 { &c0s[n * h..][..h] } else { &before[at - h..] };
-        let row = &mut gs[(n * t + s) * 4 * h..][..4 * h];
-        for (v, g) in row.iter_mut().zip(&ghs[n * 4 * h..][..4 * h]) {
-            *v += *g;
-        }
-        cell_forward(row, c_prev, &mut after[..h], &mut tcs[at..][..h], &mut hs[at..][..h]);
+        let row = &mut gs[at * 4..][..4 * h];
+        let gh = &ghs[n * 4 * h..][..4 * h];
+        forward_cell(row, gh, c_prev, &mut after[..h], &mut tcs[at..][..h], &mut hs[at..][..h]);
     }
 }
 
 /// Step `s` backwards for every example (see [`cell_backward`]).
 #[allow(clippy::too_many_arguments)]
-#[inline(always)]
 fn backward_rows<T: Real>(
     r: Rows,
     gs: &[T],
@@ -157,8 +162,16 @@ fn backward_rows<T: Real>(
     let g4 = 4 * h;
     for n in 0..b {
         let (at, hat) = ((n * t + s) * g4, (n * t + s) * h);
+        if n + 1 < b {
+            let (next, hnext) = (at + t * g4, hat + t * h);
+            prefetch(&gs[next..][..g4]);
+            prefetch(&dgs[next..][..g4]);
+            prefetch(&cs[hnext - h..][..h]);
+            prefetch(&tcs[hnext..][..h]);
+            prefetch(&g_outs[hnext..][..h]);
+        }
         let c_prev = if s == 0 { &c0s[n * h..][..h] } else { &cs[hat - h..hat] };
-        cell_backward(
+        backward_cell(
             &gs[at..at + g4],
             &mut dgs[at..at + g4],
             c_prev,
@@ -170,11 +183,22 @@ fn backward_rows<T: Real>(
     }
 }
 
-/// The four gates of one example: `row` comes in as pre-activations
-/// `[i | f | g | o]` and leaves activated; writes `c`, `tanh c` and `h`.
+/// The four gates of one example: `row` comes in as the input side's
+/// pre-activations `[i | f | g | o]`, gets the recurrent side `gh` added, and
+/// leaves activated; writes `c`, `tanh c` and `h`.
 #[inline(always)]
-fn cell_forward<T: Real>(row: &mut [T], c_prev: &[T], c: &mut [T], tanh_c: &mut [T], h: &mut [T]) {
+fn cell_forward<T: Real>(
+    row: &mut [T],
+    gh: &[T],
+    c_prev: &[T],
+    c: &mut [T],
+    tanh_c: &mut [T],
+    h: &mut [T],
+) {
     let n = c.len();
+    for (v, g) in row.iter_mut().zip(gh) {
+        *v += *g;
+    }
     let (i, rest) = row.split_at_mut(n);
     let (f, rest) = rest.split_at_mut(n);
     let (g, o) = rest.split_at_mut(n);

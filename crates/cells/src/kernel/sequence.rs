@@ -314,6 +314,12 @@ impl WeightGrads {
 /// `fn $name(args)` runs `$inner(args)` (an `#[inline(always)]` fn) from a
 /// copy compiled for AVX2 and FMA when the CPU has them: eight f32 lanes
 /// instead of SSE2's four, for loops written to vectorise.
+///
+/// The kernels dispatch one example's cell, not a whole step: that copy is a
+/// function of its own, whose slices the compiler knows to be disjoint, so
+/// its loops vectorise unconditionally. Inlined into the loop over the batch,
+/// where a state row is read from the same buffer the next one is written to,
+/// they were guarded by overlap checks that failed, and the GRU's ran scalar.
 macro_rules! simd_dispatch {
     ($name:ident => $inner:ident($($arg:ident: $ty:ty),*)) => {
         #[allow(clippy::too_many_arguments)]
@@ -335,3 +341,22 @@ macro_rules! simd_dispatch {
     };
 }
 pub(crate) use simd_dispatch;
+
+/// Asks the CPU to bring `rows` into cache ahead of use. A step's rows in the
+/// `[B, T, ·]` buffers lie `T` rows apart, so each example's row starts a new
+/// page that the hardware prefetcher does not foresee; the row loops ask for
+/// the next example's rows while working on this one's.
+#[inline(always)]
+pub(crate) fn prefetch<T>(rows: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let (p, bytes) = (rows.as_ptr() as *const i8, std::mem::size_of_val(rows));
+        for off in (0..bytes).step_by(64) {
+            // SAFETY: a prefetch never faults, and `off` stays inside `rows`.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.add(off)) }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = rows;
+}
