@@ -91,21 +91,28 @@ impl SequenceKernel for GruSequence {
         let d = Dims::of("GRU", &x.tensor, &w_hh.tensor, 3)?;
         let Dims { b, t, h } = d;
 
-        let [mut d_in, mut d_rec] = [(); 2].map(|_| Buf::<T>::empty(&d.shape(3 * h)));
+        let mut d_in = Buf::<T>::empty(&d.shape(3 * h));
+        // The recurrent side differs from the input side only in its n rows,
+        // which are kept for every step; a step's whole recurrent side goes to
+        // a scratch buffer, contiguous and in cache for the product back to
+        // h_prev, rather than to a second [B, T, 3H] buffer.
+        let mut d_rec_n = Buf::<T>::empty(&d.shape(h));
+        let mut d_rec = Buf::<T>::empty(&[b as i64, 3 * h as i64]);
         let mut dh = Buf::<T>::of(&g_h.tensor.copy())?;
         let w_rec = Recurrent::backward(w_hh, d);
         for s in (0..t).rev() {
             let rows = Rows { b, t, h, s };
             let (gs, gh_ns, h0s, hs, g_outs) =
                 (gates.slice(), gh_n.slice(), h0.slice(), out.slice(), g_out.slice());
-            let (d_ins, d_recs, dhs) = (d_in.slice_mut(), d_rec.slice_mut(), dh.slice_mut());
-            backward_rows(rows, gs, gh_ns, h0s, hs, g_outs, d_ins, d_recs, dhs);
-            // dh_prev (holding dh ⊙ z) += d_rec_s W_hh
-            rows.back(&d_rec, &w_rec, true, &mut dh);
+            let (d_ins, d_rec_ns) = (d_in.slice_mut(), d_rec_n.slice_mut());
+            let (d_recs, dhs) = (d_rec.slice_mut(), dh.slice_mut());
+            backward_rows(rows, gs, gh_ns, h0s, hs, g_outs, d_ins, d_rec_ns, d_recs, dhs);
+            // dh_prev (holding dh ⊙ z) += d_rec W_hh
+            w_rec.product(&d_rec.tensor, true, &mut dh);
         }
         let grads = WeightGrads::new(
             &d_in.tensor,
-            Some(&d_rec.tensor),
+            Some(&d_rec_n.tensor),
             &x.tensor,
             (&h0.tensor, &out.tensor),
             &w_ih.tensor,
@@ -121,7 +128,7 @@ simd_dispatch!(forward_cell => cell_forward(
 
 simd_dispatch!(backward_cell => cell_backward(
     row: &[T], gh_n: &[T], h_prev: &[T], g_out: &[T], d_in: &mut [T], d_rec: &mut [T],
-    dh: &mut [T]
+    d_rec_n: &mut [T], dh: &mut [T]
 ));
 
 /// Step `s` forwards for every example (see [`cell_forward`]).
@@ -164,6 +171,7 @@ fn backward_rows<T: Real>(
     hs: &[T],
     g_outs: &[T],
     d_in: &mut [T],
+    d_rec_n: &mut [T],
     d_rec: &mut [T],
     dhs: &mut [T],
 ) {
@@ -175,7 +183,7 @@ fn backward_rows<T: Real>(
             let (next, hnext) = (at + t * g3, hat + t * h);
             prefetch(&gs[next..][..g3]);
             prefetch(&d_in[next..][..g3]);
-            prefetch(&d_rec[next..][..g3]);
+            prefetch(&d_rec_n[hnext..][..h]);
             prefetch(&gh_ns[hnext..][..h]);
             prefetch(&g_outs[hnext..][..h]);
             prefetch(&hs[hnext.saturating_sub(h)..][..h]);
@@ -187,7 +195,8 @@ fn backward_rows<T: Real>(
             h_prev,
             &g_outs[hat..hat + h],
             &mut d_in[at..at + g3],
-            &mut d_rec[at..at + g3],
+            &mut d_rec[n * g3..][..g3],
+            &mut d_rec_n[hat..hat + h],
             &mut dhs[n * h..][..h],
         );
     }
@@ -215,8 +224,10 @@ fn cell_forward<T: Real>(row: &mut [T], gh: &[T], h_prev: &[T], gh_n: &mut [T], 
 
 /// One example's step backwards: from `[r | z | n]`, `gh_n`, `h_prev`, and the
 /// gradient reaching `h` (`dh`, plus `g_out` from the output), writes both
-/// sides' pre-activation gradients and leaves `dh ⊙ z` in `dh` (the direct
-/// part of the gradient of `h_prev`).
+/// sides' pre-activation gradients (the recurrent side's n rows once more in
+/// `d_rec_n`) and leaves `dh ⊙ z` in `dh` (the direct part of the gradient
+/// of `h_prev`).
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn cell_backward<T: Real>(
     row: &[T],
@@ -225,6 +236,7 @@ fn cell_backward<T: Real>(
     g_out: &[T],
     d_in: &mut [T],
     d_rec: &mut [T],
+    d_rec_n: &mut [T],
     dh: &mut [T],
 ) {
     let m = dh.len();
@@ -234,7 +246,7 @@ fn cell_backward<T: Real>(
     let (di_z, di_n) = rest.split_at_mut(m);
     let (dr_r, rest) = d_rec.split_at_mut(m);
     let (dr_z, dr_n) = rest.split_at_mut(m);
-    let (di_n, dr_n) = (&mut di_n[..m], &mut dr_n[..m]);
+    let (di_n, dr_n, d_rec_n) = (&mut di_n[..m], &mut dr_n[..m], &mut d_rec_n[..m]);
     for j in 0..m {
         let (rj, zj, nj) = (r[j], z[j], n[j]);
         let dh_j = dh[j] + g_out[j];
@@ -243,6 +255,7 @@ fn cell_backward<T: Real>(
         let da_z = dh_j * (h_prev[j] - nj) * zj * (T::ONE - zj);
         (di_r[j], di_z[j], di_n[j]) = (da_r, da_z, da_n);
         (dr_r[j], dr_z[j], dr_n[j]) = (da_r, da_z, da_n * rj);
+        d_rec_n[j] = da_n * rj;
         dh[j] = dh_j * zj;
     }
 }

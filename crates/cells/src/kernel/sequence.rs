@@ -240,9 +240,11 @@ fn inputs_and_previous_states(x: &Tensor, h0: &Tensor, out: &Tensor) -> Tensor {
 }
 
 /// The gradients of `x`, `weight_ih`, `weight_hh` and (with bias) both biases,
-/// from the pre-activation gradients of every step: `d_in` of the input side
-/// `x W_ih^T + b_ih`, `d_rec` of the recurrent side `h W_hh^T + b_hh` (`None`
-/// where it equals `d_in`, as in the LSTM), both `[B, T, G*H]`; `h0` and the
+/// from the pre-activation gradients of every step: `d_in [B, T, G*H]` of the
+/// input side `x W_ih^T + b_ih`; `d_rec_last [B, T, H]`, the recurrent side's
+/// (`h W_hh^T + b_hh`) in the last gate's rows, where it is all that differs
+/// from `d_in` (the GRU's `n`; `None` where the sides share one gradient, as
+/// in the LSTM); `h0` and the
 /// layer's output `out` give the state each step started from. The gradients
 /// of `h0` and of the initial cell state come first in the kernels' input
 /// order, so they are left to the caller.
@@ -256,7 +258,7 @@ pub(crate) struct WeightGrads {
 impl WeightGrads {
     pub fn new(
         d_in: &Tensor,
-        d_rec: Option<&Tensor>,
+        d_rec_last: Option<&Tensor>,
         x: &Tensor,
         (h0, out): (&Tensor, &Tensor),
         w_ih: &Tensor,
@@ -266,10 +268,10 @@ impl WeightGrads {
         // widths spelled out: `-1` is ambiguous for an empty batch
         let flat = |m: &Tensor| m.reshape([b * t, m.size()[2]]);
         let d_in = flat(d_in);
-        let d_rec = d_rec.map(flat);
+        let d_rec_last = d_rec_last.map(flat);
         let kind = d_in.kind();
         let i = w_ih.size()[1];
-        let (dw_ih, dw_hh) = match &d_rec {
+        let (dw_ih, dw_hh) = match &d_rec_last {
             // both sides share `d` (the LSTM): one product over `[x | h_prev]`,
             // which runs faster than two half as wide; MKL runs `d^T m` faster
             // as `(m^T d)^T` when `m` is narrow (a first layer's few inputs)
@@ -281,9 +283,13 @@ impl WeightGrads {
                     dwt.narrow(0, i, dwt.size()[0] - i).tr().contiguous(),
                 )
             }
-            Some(d_rec) => {
-                let h_prev = flat(&previous_states(h0, out));
-                (d_in.tr().mm(&flat(x)), d_rec.tr().mm(&h_prev))
+            // the recurrent side's rows: the input side's, then its own last
+            Some(last) => {
+                let (h_prev, h) = (flat(&previous_states(h0, out)), last.size()[1]);
+                let dw_hh = Tensor::empty([g, h], (kind, d_in.device()));
+                let _ = d_in.narrow(1, 0, g - h).tr().mm_out(&dw_hh.narrow(0, 0, g - h), &h_prev);
+                let _ = last.tr().mm_out(&dw_hh.narrow(0, g - h, h), &h_prev);
+                (d_in.tr().mm(&flat(x)), dw_hh)
             }
         };
         Self {
@@ -293,7 +299,14 @@ impl WeightGrads {
             biases: bias.then(|| {
                 let sum = |d: &Tensor| d.sum_dim_intlist(0, false, kind).view([g]);
                 let db_ih = sum(&d_in);
-                let db_hh = d_rec.as_ref().map_or_else(|| db_ih.copy(), sum);
+                let db_hh = match &d_rec_last {
+                    Some(last) => {
+                        let h = last.size()[1];
+                        let last = last.sum_dim_intlist(0, false, kind).view([h]);
+                        Tensor::cat(&[db_ih.narrow(0, 0, g - h), last], 0)
+                    }
+                    None => db_ih.copy(),
+                };
                 (db_ih, db_hh)
             }),
         }
