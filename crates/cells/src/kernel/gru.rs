@@ -20,7 +20,8 @@
 //! ```
 //!
 //! The weight gradients are then products over all steps at once
-//! ([`WeightGrads`]); unlike the LSTM's, the two sides differ in the `n` rows.
+//! ([`WeightGrads`]); unlike the LSTM's, the two sides differ in the `n` rows,
+//! and only those rows of the recurrent side are kept for every step.
 
 use super::real::Buf;
 use super::sequence::{
