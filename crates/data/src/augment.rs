@@ -32,11 +32,17 @@ pub struct SpecAugment {
 /// of the 32 frames at most, so every clip keeps most of its word.
 impl Default for SpecAugment {
     fn default() -> Self {
-        SpecAugment { freq_mask: 4, time_mask: 6 }
+        Self::for_coefficients(20)
     }
 }
 
 impl SpecAugment {
+    /// The default recipe's masks for clips of `n` coefficients per frame: a
+    /// band of up to a fifth of them (4 of 20), and up to 6 of the 32 frames.
+    pub fn for_coefficients(n: usize) -> Self {
+        SpecAugment { freq_mask: n as i64 / 5, time_mask: 6 }
+    }
+
     /// Masks `x` `[B, T, C]` for training step `step` of a run seeded `seed`.
     pub fn apply(&self, x: &Tensor, seed: u64, step: u64) -> Tensor {
         let (b, t, c) = x.size3().expect("SpecAugment takes [batch, frames, coefficients]");

@@ -86,6 +86,12 @@ pub struct TrainArgs {
     /// `weight_decay` (default: none, plain Adam).
     #[arg(long)]
     pub weight_decay: Option<f64>,
+    /// Recurrent classifiers: MFCCs per frame fed to the model, the first K
+    /// (librosa's `n_mfcc`; default 20). Fewer keep the spectral envelope's
+    /// broad shape, which carries the word, and drop the fine detail that
+    /// differs most between voices.
+    #[arg(long, value_name = "K")]
+    pub n_mfcc: Option<usize>,
     /// LSTM: keep PyTorch's uniform initial forget-gate bias instead of the
     /// default recipe's 1.
     #[arg(long)]
@@ -185,6 +191,7 @@ fn model_flags(args: &TrainArgs) -> Vec<(&'static str, bool, &'static [Applies])
         ("--no-augment", args.no_augment, &[Rnn]),
         ("--speed-perturb", args.speed_perturb.is_some(), &[Rnn]),
         ("--weight-decay", args.weight_decay.is_some(), &[Rnn]),
+        ("--n-mfcc", args.n_mfcc.is_some(), &[Rnn]),
         ("--no-forget-bias", args.no_forget_bias, &[Rnn]),
         ("--trim-silence", args.trim_silence.is_some(), &[Rnn]),
         ("--clip-grad-norm", args.clip_grad_norm.is_some(), &[Rnn]),

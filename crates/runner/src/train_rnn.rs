@@ -158,6 +158,15 @@ fn resolve(args: &TrainArgs) -> anyhow::Result<RnnRunConfig> {
         !args.coursework || speed_perturb.is_empty(),
         "--speed-perturb does not combine with --coursework (the notebook trains on the clips as they are)"
     );
+    let mut mfcc = if r.standardize { MfccConfig::default() } else { MfccConfig::coursework() };
+    if let Some(k) = args.n_mfcc {
+        ensure!(
+            (1..=mfcc.n_mels).contains(&k),
+            "--n-mfcc must be between 1 and {} (the mel bands), got {k}",
+            mfcc.n_mels
+        );
+        mfcc.n_mfcc = k;
+    }
     let classes: Vec<String> = DEFAULT_CLASSES.iter().map(|c| c.to_string()).collect();
     let mode = mode_of(args.model)?;
     Ok(RnnRunConfig {
@@ -166,7 +175,7 @@ fn resolve(args: &TrainArgs) -> anyhow::Result<RnnRunConfig> {
         engine: args.engine.into(),
         rnn: RnnConfig {
             mode,
-            input_size: 20,
+            input_size: mfcc.n_mfcc as i64,
             hidden_size: hidden,
             num_layers: layers,
             bias: true,
@@ -180,9 +189,10 @@ fn resolve(args: &TrainArgs) -> anyhow::Result<RnnRunConfig> {
         valid_every,
         data_dir: args.data_dir.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
         classes,
-        mfcc: if r.standardize { MfccConfig::default() } else { MfccConfig::coursework() },
+        mfcc,
         standardizer: None,
-        augment: (r.augment && !args.no_augment && mode.is_gated()).then(SpecAugment::default),
+        augment: (r.augment && !args.no_augment && mode.is_gated())
+            .then(|| SpecAugment::for_coefficients(mfcc.n_mfcc)),
         clip_grad_norm: clip.is_finite().then_some(clip),
         forget_bias: r.forget_bias.filter(|_| !args.no_forget_bias && mode == Mode::Lstm),
         patience: args.patience,

@@ -278,6 +278,30 @@ fn checkpoints_have_pytorch_names_and_eval_rescores_them() {
     assert!((acc - expected).abs() < 1e-6, "eval says {acc}, training said {expected}");
 }
 
+/// `--n-mfcc K` feeds the model the first K coefficients: the run records
+/// it, the input weights have K columns, the masks scale with it, and `eval`
+/// rescores the run with the same features.
+#[test]
+fn n_mfcc_sets_the_features_the_model_reads() {
+    let dir = workspace();
+    ok(&train(dir, &["--epochs", "2", "--n-mfcc", "10", "--out", "nm"]));
+    let run = dir.join("nm");
+    let text = std::fs::read_to_string(run.join("config.json")).unwrap();
+    let config: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(config["mfcc"]["n_mfcc"], 10);
+    assert_eq!(config["rnn"]["input_size"], 10);
+    assert_eq!(config["augment"]["freq_mask"], 2);
+    let weights = tch::Tensor::read_safetensors(run.join("best.safetensors")).unwrap();
+    let (_, w_ih) = weights.iter().find(|(n, _)| n == "rnn_cell_list.0.weight_ih").unwrap();
+    assert_eq!(w_ih.size(), [24, 10]);
+    let out = rnnlab(dir, &["eval", "--run", "nm", "--split", "test"]);
+    ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let acc: f64 = text.trim().rsplit(' ').next().unwrap().parse().unwrap();
+    let expected = summary(&run)["test_accuracy"].as_f64().unwrap();
+    assert!((acc - expected).abs() < 1e-6, "eval says {acc}, training said {expected}");
+}
+
 #[test]
 fn engines_train_identically() {
     let dir = workspace();
@@ -310,7 +334,7 @@ fn elman_models_train_under_the_coursework_names() {
 #[test]
 fn bad_arguments_give_clear_errors() {
     let dir = workspace();
-    let cases: [(&[&str], &str); 15] = [
+    let cases: [(&[&str], &str); 17] = [
         (&["--recipe", "tuned"], "--recipe does not apply to --model gru"),
         (&["--steps", "10"], "--steps does not apply to --model gru"),
         (&["--holdout-speakers", "2"], "--holdout-speakers does not apply"),
@@ -326,6 +350,8 @@ fn bad_arguments_give_clear_errors() {
         (&["--speed-perturb", "0.9,fast"], "`fast` is not a number"),
         (&["--coursework", "--speed-perturb", "0.9"], "does not combine with --coursework"),
         (&["--weight-decay=-1"], "--weight-decay must be 0 or positive"),
+        (&["--n-mfcc", "0"], "--n-mfcc must be between 1 and 128 (the mel bands), got 0"),
+        (&["--n-mfcc", "129"], "--n-mfcc must be between 1 and 128"),
     ];
     for (extra, message) in cases {
         let mut args = vec!["train", "--model", "gru"];
