@@ -256,6 +256,17 @@ fn resume_continues_exactly() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to resume"));
 }
 
+/// `rnnlab eval --run RUN --split test` gives the test accuracy the run's
+/// `summary.json` reports.
+fn eval_matches_training(dir: &Path, run: &str) {
+    let out = rnnlab(dir, &["eval", "--run", run, "--split", "test"]);
+    ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let acc: f64 = text.trim().rsplit(' ').next().unwrap().parse().unwrap();
+    let expected = summary(&dir.join(run))["test_accuracy"].as_f64().unwrap();
+    assert!((acc - expected).abs() < 1e-6, "eval says {acc}, training said {expected}");
+}
+
 #[test]
 fn checkpoints_have_pytorch_names_and_eval_rescores_them() {
     let dir = workspace();
@@ -270,12 +281,7 @@ fn checkpoints_have_pytorch_names_and_eval_rescores_them() {
     assert_eq!(names.len(), 2 * 2 * 4 + 2);
     assert!(names.contains(&"rnn_cell_list_rev.1.weight_hh".to_owned()), "{names:?}");
     assert!(names.contains(&"fc.weight".to_owned()));
-    let out = rnnlab(dir, &["eval", "--run", "bi", "--split", "test"]);
-    ok(&out);
-    let text = String::from_utf8_lossy(&out.stdout);
-    let acc: f64 = text.trim().rsplit(' ').next().unwrap().parse().unwrap();
-    let expected = summary(&run)["test_accuracy"].as_f64().unwrap();
-    assert!((acc - expected).abs() < 1e-6, "eval says {acc}, training said {expected}");
+    eval_matches_training(dir, "bi");
 }
 
 /// `--n-mfcc K` feeds the model the first K coefficients: the run records
@@ -294,12 +300,7 @@ fn n_mfcc_sets_the_features_the_model_reads() {
     let weights = tch::Tensor::read_safetensors(run.join("best.safetensors")).unwrap();
     let (_, w_ih) = weights.iter().find(|(n, _)| n == "rnn_cell_list.0.weight_ih").unwrap();
     assert_eq!(w_ih.size(), [24, 10]);
-    let out = rnnlab(dir, &["eval", "--run", "nm", "--split", "test"]);
-    ok(&out);
-    let text = String::from_utf8_lossy(&out.stdout);
-    let acc: f64 = text.trim().rsplit(' ').next().unwrap().parse().unwrap();
-    let expected = summary(&run)["test_accuracy"].as_f64().unwrap();
-    assert!((acc - expected).abs() < 1e-6, "eval says {acc}, training said {expected}");
+    eval_matches_training(dir, "nm");
 }
 
 #[test]
