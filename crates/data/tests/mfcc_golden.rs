@@ -64,6 +64,20 @@ fn mfcc_matches_librosa_on_every_golden_clip() {
     eprintln!("{}", report.join("\n"));
 }
 
+/// librosa's `n_mfcc=K` keeps the first K rows of the same DCT, so fewer
+/// coefficients (`rnnlab train --n-mfcc`) are the golden matrix's first columns.
+#[test]
+fn fewer_coefficients_are_librosas_first_ones() {
+    for (name, wav, scale, want) in golden().iter().take(3) {
+        let mfcc = Mfcc::new(MfccConfig { scale: *scale, n_mfcc: 10, ..MfccConfig::default() });
+        let f = mfcc.compute(&fit_to_length(&read_wav(wav).unwrap(), ONE_SECOND));
+        assert_eq!((f.frames, f.n_mfcc), (32, 10), "{name}");
+        let first: Vec<Vec<f32>> = want.iter().map(|row| row[..10].to_vec()).collect();
+        let (diff, range) = compare(&f.values, &first);
+        assert!(diff < 1e-4 * range, "{name} (scale {scale}): max diff {diff} vs range {range}");
+    }
+}
+
 #[test]
 fn feature_cache_gives_the_golden_values_too() {
     let dir = tempfile::tempdir().unwrap();
