@@ -187,7 +187,7 @@ fn backward_rows<T: Real>(
             prefetch(&d_rec_n[hnext..][..h]);
             prefetch(&gh_ns[hnext..][..h]);
             prefetch(&g_outs[hnext..][..h]);
-            prefetch(&hs[hnext.saturating_sub(h)..][..h]);
+            prefetch(&hs[hnext - h..][..h]);
         }
         let h_prev = if s == 0 { &h0s[n * h..][..h] } else { &hs[hat - h..hat] };
         backward_cell(
@@ -255,8 +255,8 @@ fn cell_backward<T: Real>(
         let da_r = da_n * gh_n[j] * rj * (T::ONE - rj);
         let da_z = dh_j * (h_prev[j] - nj) * zj * (T::ONE - zj);
         (di_r[j], di_z[j], di_n[j]) = (da_r, da_z, da_n);
-        (dr_r[j], dr_z[j], dr_n[j]) = (da_r, da_z, da_n * rj);
-        d_rec_n[j] = da_n * rj;
+        let da_n_rec = da_n * rj;
+        (dr_r[j], dr_z[j], dr_n[j], d_rec_n[j]) = (da_r, da_z, da_n_rec, da_n_rec);
         dh[j] = dh_j * zj;
     }
 }
