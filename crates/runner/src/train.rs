@@ -87,7 +87,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub weight_decay: Option<f64>,
     /// Recurrent classifiers: MFCCs per frame fed to the model, the first K
-    /// (librosa's `n_mfcc`; default 20). Fewer keep the spectral envelope's
+    /// (librosa's `n_mfcc`; the default recipe's 10, the coursework's 20). Fewer keep the spectral envelope's
     /// broad shape, which carries the word, and drop the fine detail that
     /// differs most between voices.
     #[arg(long, value_name = "K")]

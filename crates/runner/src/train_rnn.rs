@@ -166,6 +166,8 @@ fn resolve(args: &TrainArgs) -> anyhow::Result<RnnRunConfig> {
             mfcc.n_mels
         );
         mfcc.n_mfcc = k;
+    } else {
+        mfcc.n_mfcc = r.n_mfcc;
     }
     let classes: Vec<String> = DEFAULT_CLASSES.iter().map(|c| c.to_string()).collect();
     let mode = mode_of(args.model)?;

@@ -286,21 +286,31 @@ fn checkpoints_have_pytorch_names_and_eval_rescores_them() {
 
 /// `--n-mfcc K` feeds the model the first K coefficients: the run records
 /// it, the input weights have K columns, the masks scale with it, and `eval`
-/// rescores the run with the same features.
+/// rescores the run with the same features. Without the flag the default
+/// recipe reads 10 and the coursework 20.
 #[test]
 fn n_mfcc_sets_the_features_the_model_reads() {
     let dir = workspace();
-    ok(&train(dir, &["--epochs", "2", "--n-mfcc", "10", "--out", "nm"]));
-    let run = dir.join("nm");
-    let text = std::fs::read_to_string(run.join("config.json")).unwrap();
-    let config: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let config_of = |name: &str| -> serde_json::Value {
+        let text = std::fs::read_to_string(dir.join(name).join("config.json")).unwrap();
+        serde_json::from_str(&text).unwrap()
+    };
+    ok(&train(dir, &["--epochs", "2", "--n-mfcc", "13", "--out", "nm"]));
+    let config = config_of("nm");
+    assert_eq!(config["mfcc"]["n_mfcc"], 13);
+    assert_eq!(config["rnn"]["input_size"], 13);
+    assert_eq!(config["augment"]["freq_mask"], 2);
+    let weights = tch::Tensor::read_safetensors(dir.join("nm").join("best.safetensors")).unwrap();
+    let (_, w_ih) = weights.iter().find(|(n, _)| n == "rnn_cell_list.0.weight_ih").unwrap();
+    assert_eq!(w_ih.size(), [24, 13]);
+    eval_matches_training(dir, "nm");
+
+    ok(&train(dir, &["--epochs", "1", "--out", "nm-default"]));
+    let config = config_of("nm-default");
     assert_eq!(config["mfcc"]["n_mfcc"], 10);
     assert_eq!(config["rnn"]["input_size"], 10);
-    assert_eq!(config["augment"]["freq_mask"], 2);
-    let weights = tch::Tensor::read_safetensors(run.join("best.safetensors")).unwrap();
-    let (_, w_ih) = weights.iter().find(|(n, _)| n == "rnn_cell_list.0.weight_ih").unwrap();
-    assert_eq!(w_ih.size(), [24, 10]);
-    eval_matches_training(dir, "nm");
+    ok(&train(dir, &["--epochs", "1", "--coursework", "--out", "nm-coursework"]));
+    assert_eq!(config_of("nm-coursework")["mfcc"]["n_mfcc"], 20);
 }
 
 #[test]
