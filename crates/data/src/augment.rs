@@ -38,7 +38,8 @@ impl Default for SpecAugment {
 
 impl SpecAugment {
     /// The default recipe's masks for clips of `n` coefficients per frame: a
-    /// band of up to a fifth of them (4 of 20), and up to 6 of the 32 frames.
+    /// band of up to a fifth of them (2 of the default recipe's 10, 4 of 20),
+    /// and up to 6 of the 32 frames.
     pub fn for_coefficients(n: usize) -> Self {
         SpecAugment { freq_mask: n as i64 / 5, time_mask: 6 }
     }

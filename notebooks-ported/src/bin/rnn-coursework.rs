@@ -21,14 +21,14 @@
 //! What you should see, full mode on the CPU (3.5-7 minutes on a shared
 //! 2-core machine): the cells equal libtorch's own to about 1e-7 (f32
 //! rounding); on voices never heard in training GRU and LSTM reach about
-//! 95-98% test accuracy (measured: 98.1% and 97.6%; over eight seeds the
-//! README's table gives means of 97.1% and 96.7%) and the tanh RNN about 89%
-//! (the runs of the README's accuracy table, default recipe, seed 0: this
-//! loop makes the same runs); at initialisation the gradient reaching the
+//! 95-98% test accuracy (measured: 98.1% and 98.4%; over eight seeds
+//! docs/speech-commands.md gives means of 97.7% and 97.0% for the same
+//! recipe) and the tanh RNN about 93% (the runs of `rnnlab train --n-mfcc
+//! 20`, seed 0: this loop makes the same runs); at initialisation the gradient reaching the
 //! first frame is about 150 times smaller for the tanh RNN than for the
 //! GRU, and the LSTM, whose forget gates start at a bias of 1, passes
 //! about 10,000 times more than the GRU; the bidirectional GRU lands within a few
-//! clips of the GRU on test (98.1% against 98.1%). Quick mode's
+//! clips of the GRU on test (97.6% against 98.1%). Quick mode's
 //! accuracies come from 40 steps on 99 clips and only show that the
 //! pipeline runs.
 
@@ -504,8 +504,10 @@ fn main() -> anyhow::Result<()> {
     // denominators: the size of the split scored.
     //
     // The recipe is `rnnlab train`'s default, not the notebook's settings
-    // (raw int16-scale MFCCs,
-    // hidden 32, Adam at a constant 0.01, batch 100): standardised features,
+    // (raw int16-scale MFCCs, hidden 32, Adam at a constant 0.01, batch
+    // 100), with one difference: the models read all 20 MFCCs of the features
+    // above, where `rnnlab train`'s default reads the first 10 (`--n-mfcc`).
+    // So: standardised features,
     // 2 layers of 128 units, batch 32, Adam with lr 0.002 decayed to 0 on a
     // cosine over the run's steps, the gradients' total norm clipped to 1
     // before every step (`clip_grad_norm_`), the LSTM's forget gates started
@@ -519,9 +521,9 @@ fn main() -> anyhow::Result<()> {
     // spectrum, which helps on voices it never heard. (The tanh RNN trains
     // without it: masked and unclipped, it fell from 84% to 71% test
     // accuracy.) With the same seed and the same order of random draws this
-    // loop makes the same runs as that table's GRU, LSTM and RNN_TANH rows
-    // (seed 0): about 98% test accuracy for GRU and LSTM on the unseen voices
-    // and about 89% for the tanh RNN. We train the GRU
+    // loop makes the same runs as `rnnlab train --n-mfcc 20` (seed 0): about
+    // 98% test accuracy for GRU and LSTM on the unseen voices and about 93%
+    // for the tanh RNN. We train the GRU
     // first, printing every validation, then the tanh RNN and the LSTM with
     // the same recipe for theory question 3.
     // ---------------------------------------------------------------------
