@@ -124,12 +124,14 @@ where
         y += 21;
         Ok(())
     };
-    line("training speakers", None)?;
-    for (i, s) in train.iter().enumerate() {
-        line(s, Some((i, false)))?;
+    if !train.is_empty() {
+        line("training speakers", None)?;
+        for (i, s) in train.iter().enumerate() {
+            line(s, Some((i, false)))?;
+        }
+        line("", None)?;
     }
     if !unseen.is_empty() {
-        line("", None)?;
         line("unseen speakers", None)?;
         for (i, s) in unseen.iter().enumerate() {
             line(s, Some((train.len() + i, true)))?;

@@ -343,6 +343,34 @@ fn validation_speakers_then_embed_and_cluster_new_recordings() {
     assert_ne!(sets[0], sets[1], "both speakers in one cluster");
     assert!(std::fs::metadata(dir.join("groups.png")).unwrap().len() > 1000);
 
+    // With the folders as speakers, `cluster` also prints the purity of its
+    // clusters against them, as the CSV gives it, and the baseline's.
+    let args = ["cluster", "--run", "run", "new", "-k", "2", "--out", "known.csv"];
+    let out = rnnlab(&dir, &[&args[..], &["--speaker-folders"]].concat());
+    assert!(out.status.success(), "cluster --speaker-folders: {}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let line =
+        text.lines().find(|l| l.starts_with("2 speakers (")).unwrap_or_else(|| panic!("{text}"));
+    let pct = |key: &str| -> f64 {
+        let rest = &line[line.find(key).unwrap_or_else(|| panic!("{line}")) + key.len()..];
+        rest[..rest.find('%').unwrap()].parse().unwrap()
+    };
+    let groups: Vec<Group> = csv::Reader::from_path(dir.join("known.csv"))
+        .unwrap()
+        .deserialize()
+        .map(|r| r.unwrap())
+        .collect();
+    let mut counts = std::collections::BTreeMap::<(usize, String), usize>::new();
+    for g in &groups {
+        *counts.entry((g.cluster, g.file.split('/').next().unwrap().to_owned())).or_default() += 1;
+    }
+    let majority: usize = (0..2)
+        .map(|c| counts.iter().filter(|((k, _), _)| *k == c).map(|(_, &n)| n).max().unwrap_or(0))
+        .sum();
+    let want = 100.0 * majority as f64 / groups.len() as f64;
+    assert!((pct("purity ") - want).abs() < 0.051, "{line}: the CSV gives {want:.1}%");
+    assert!((0.0..=100.0).contains(&pct("baseline ")), "{line}");
+
     // Errors name the flag, folder or file.
     let fail = |args: &[&str], want: &str| {
         let out = rnnlab(&dir, args);
@@ -354,6 +382,21 @@ fn validation_speakers_then_embed_and_cluster_new_recordings() {
     fail(&["embed", "--run", "run", "missing"], "missing");
     fail(&["embed", "--run", "new", "new"], "--run new");
     fail(&["embed", "--run", "run", "new", "--checkpoint", "first"], "--checkpoint first");
+    let one = dir.join("one-speaker");
+    let speaker = split["train_speakers"][0].as_str().unwrap();
+    std::fs::create_dir_all(one.join(speaker)).unwrap();
+    for e in std::fs::read_dir(new.join(speaker)).unwrap().take(3) {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, one.join(speaker).join(p.file_name().unwrap())).unwrap();
+    }
+    let known = ["cluster", "--run", "run", "one-speaker", "-k", "2", "--speaker-folders"];
+    fail(&known, "one speaker's folder");
+    std::fs::copy(
+        new.join(speaker).read_dir().unwrap().next().unwrap().unwrap().path(),
+        one.join("loose.wav"),
+    )
+    .unwrap();
+    fail(&known, "loose.wav lies directly in");
     std::fs::write(new.join("broken.wav"), b"RIFF not really").unwrap();
     fail(&["embed", "--run", "run", "new"], "broken.wav");
     std::fs::remove_dir_all(&dir).unwrap();
