@@ -250,6 +250,8 @@ fn read_losses(pending: &[Pending]) -> anyhow::Result<Vec<f32>> {
 /// `resume`, from `last.safetensors`. Writes `metrics.csv` and the
 /// checkpoints; returns the final state (the caller writes `summary.json`).
 /// When early stopping ends the run, the best weights are loaded back.
+/// Denormal floats are flushed to zero on the calling thread from here on
+/// ([`crate::denormal`]).
 pub fn fit<T: Task>(
     task: &mut T,
     run: &RunDir,
@@ -257,6 +259,8 @@ pub fn fit<T: Task>(
     resume: bool,
 ) -> anyhow::Result<RunState<T::Scores>> {
     settings.validate()?;
+    // saturated gates would otherwise compute on denormals, many times slower
+    crate::denormal::flush_denormals();
     let lr0 = settings.schedule.lr(0);
     let mut opt = settings.optimizer.build(task.var_store(), lr0)?;
     let params = task.var_store().trainable_variables();

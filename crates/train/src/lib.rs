@@ -7,6 +7,7 @@
 //! and resume checkpoints ([`RunDir`]), `--resume`, early stopping, the
 //! progress bar and `metrics.csv` ([`metrics`]).
 
+pub mod denormal;
 pub mod engine;
 pub mod metrics;
 pub mod optim;
