@@ -87,9 +87,9 @@ pub struct TrainArgs {
     #[arg(long)]
     pub weight_decay: Option<f64>,
     /// Recurrent classifiers: MFCCs per frame fed to the model, the first K
-    /// (librosa's `n_mfcc`; the default recipe's 10, the coursework's 20). Fewer keep the spectral envelope's
-    /// broad shape, which carries the word, and drop the fine detail that
-    /// differs most between voices.
+    /// (librosa's `n_mfcc`; the default recipe's 10, the coursework's 20).
+    /// Fewer keep the spectral envelope's broad shape, which carries the
+    /// word, and drop the fine detail that differs most between voices.
     #[arg(long, value_name = "K")]
     pub n_mfcc: Option<usize>,
     /// LSTM: keep PyTorch's uniform initial forget-gate bias instead of the

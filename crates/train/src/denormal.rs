@@ -8,8 +8,8 @@
 //! whole step waits on it. Flushing them to zero changes nothing a model
 //! can use: they are below 1e-38. docs/performance.md measures the effect.
 
-/// The environment variable that keeps denormal arithmetic (any value):
-/// for measuring what flushing saves.
+/// The environment variable that keeps denormal arithmetic (any value but
+/// empty or `0`): for measuring what flushing saves.
 pub const KEEP_DENORMALS_ENV: &str = "RNNLAB_KEEP_DENORMALS";
 
 /// Sets flush-to-zero and denormals-are-zero (MXCSR bits 15 and 6) on the
@@ -19,7 +19,7 @@ pub const KEEP_DENORMALS_ENV: &str = "RNNLAB_KEEP_DENORMALS";
 /// it, so the training thread is the one that matters. A no-op returning
 /// false off x86-64.
 pub fn flush_denormals() -> bool {
-    if std::env::var_os(KEEP_DENORMALS_ENV).is_some() {
+    if std::env::var_os(KEEP_DENORMALS_ENV).is_some_and(|v| !v.is_empty() && v != "0") {
         return false;
     }
     set_ftz_daz()
