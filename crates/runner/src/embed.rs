@@ -309,16 +309,16 @@ pub fn cluster(args: &ClusterArgs) -> anyhow::Result<()> {
     let pcs: Vec<Vec<f64>> = Vec::<Vec<f64>>::try_from(&pca_2d(&emb))?;
     let points: Vec<(f64, f64, usize)> =
         pcs.iter().zip(&km.labels).map(|(p, &c)| (p[0], p[1], c)).collect();
-    let mut title = format!("{} recordings, k = {} (PCA of the embeddings)", files.len(), args.k);
-    if let Some((learned, baseline, _)) = &scores {
-        title = format!(
+    let title = match &scores {
+        Some((learned, baseline, _)) => format!(
             "{} recordings, k = {}: purity {:.1}% (baseline {:.1}%)",
             files.len(),
             args.k,
             100.0 * learned,
             100.0 * baseline
-        );
-    }
+        ),
+        None => format!("{} recordings, k = {} (PCA of the embeddings)", files.len(), args.k),
+    };
     write_atomic(&png, |tmp| {
         // the temporary name keeps the extension the bitmap backend picks the format from
         let tmp_png = tmp.with_extension("tmp.png");

@@ -159,16 +159,13 @@ fn resolve(args: &TrainArgs) -> anyhow::Result<RnnRunConfig> {
         "--speed-perturb does not combine with --coursework (the notebook trains on the clips as they are)"
     );
     let mut mfcc = if r.standardize { MfccConfig::default() } else { MfccConfig::coursework() };
-    if let Some(k) = args.n_mfcc {
-        ensure!(
-            (1..=mfcc.n_mels).contains(&k),
-            "--n-mfcc must be between 1 and {} (the mel bands), got {k}",
-            mfcc.n_mels
-        );
-        mfcc.n_mfcc = k;
-    } else {
-        mfcc.n_mfcc = r.n_mfcc;
-    }
+    let k = args.n_mfcc.unwrap_or(r.n_mfcc);
+    ensure!(
+        (1..=mfcc.n_mels).contains(&k),
+        "--n-mfcc must be between 1 and {} (the mel bands), got {k}",
+        mfcc.n_mels
+    );
+    mfcc.n_mfcc = k;
     let classes: Vec<String> = DEFAULT_CLASSES.iter().map(|c| c.to_string()).collect();
     let mode = mode_of(args.model)?;
     Ok(RnnRunConfig {
