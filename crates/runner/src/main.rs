@@ -64,7 +64,21 @@ enum Command {
     Cluster(embed::ClusterArgs),
 }
 
+/// Restores the default action of SIGPIPE, which Rust's runtime ignores: when
+/// the reader of rnnlab's output goes away (`rnnlab predict --csv DIR | head`),
+/// rnnlab ends quietly, as other command-line tools do, instead of printing a
+/// "Broken pipe" error or panicking in `println!`.
+fn default_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in `main`, before any thread exists; SIG_DFL is a
+    // valid disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> anyhow::Result<()> {
+    default_sigpipe();
     let cli = Cli::parse();
     if let Command::Sweep(args) = &cli.command {
         // the runs resolve the device themselves; the sweep only passes it on

@@ -197,6 +197,38 @@ fn every_wav_format_predicts_like_the_original() {
     assert!(table.lines().next().unwrap().contains("three"));
 }
 
+/// Output into a pipe whose reader is gone (`rnnlab predict ... | head`): rnnlab
+/// ends quietly, by SIGPIPE as other command-line tools do, with no "Broken pipe"
+/// error and no panic. The reader is closed before rnnlab starts, so its first
+/// write always meets the closed pipe.
+#[cfg(unix)]
+#[test]
+fn closed_stdout_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = workspace();
+    let src = test_clips(dir)[0].to_str().unwrap().to_string();
+    for csv in [true, false] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let mut args = vec!["--device", "cpu", "predict", "--run", "run"];
+        if csv {
+            args.push("--csv");
+        }
+        args.push(&src);
+        let out = Command::new(RNNLAB)
+            .args(&args)
+            .current_dir(dir)
+            .env_remove("LD_LIBRARY_PATH")
+            .env_remove("RUST_BACKTRACE")
+            .stdout(writer)
+            .output()
+            .expect("running rnnlab");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("Broken pipe") && !err.contains("panicked"), "csv {csv}: {err}");
+        assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "csv {csv}: {:?} {err}", out.status);
+    }
+}
+
 /// A corpus of class folders without split lists: `eval --data-dir` scores
 /// every clip, and its accuracy equals the share of `predict`'s rows whose
 /// predicted class is the file's folder.
