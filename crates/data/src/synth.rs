@@ -692,7 +692,8 @@ pub struct SynthSummary {
     /// Clean clips per engine and split.
     #[serde(default)]
     pub engine_clips: BTreeMap<String, [usize; 3]>,
-    /// The fixed training voices when `train_voices` is set.
+    /// The fixed training voices when `train_voices` is set (their pitch and speed are
+    /// the voices' own, 50 and 175; each clip draws its own, as in the other splits).
     #[serde(default)]
     pub train_voices: Vec<Voice>,
     /// Augmented and telephone-band copies (all in train).

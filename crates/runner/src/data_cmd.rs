@@ -105,7 +105,8 @@ pub struct SynthArgs {
     /// Clips per class, over train, validation and test (copies not counted).
     #[arg(long, default_value_t = DEFAULT_PER_CLASS)]
     pub per_class: usize,
-    /// Fixed voices speaking the whole training split (spread over the engines); default:
+    /// Fixed voices speaking the whole training split (spread over the engines; an espeak-ng
+    /// voice is an accent and a variant, pitch and speed still drawn per clip); default:
     /// every clip draws its voice from all training voices. Validation and test voices
     /// never occur in training either way.
     #[arg(long)]
