@@ -205,8 +205,16 @@ fn resolve(args: &TrainArgs) -> anyhow::Result<RnnRunConfig> {
 }
 
 /// The synthetic set, made when the default folder holds no data set yet.
+/// Runs started together (a local sweep's `--jobs`) take turns on a lock file
+/// in the folder, so one of them makes the set and the others find it made,
+/// instead of all writing the same staging folder at once.
 fn ensure_default_data(dir: &Path) -> anyhow::Result<()> {
     if dir != Path::new(DEFAULT_DATA_DIR) || SpeechCommands::resolve_root(dir).is_ok() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let _lock = lock_exclusive(&dir.join(".synth.lock"))?;
+    if SpeechCommands::resolve_root(dir).is_ok() {
         return Ok(());
     }
     eprintln!(
@@ -215,6 +223,27 @@ fn ensure_default_data(dir: &Path) -> anyhow::Result<()> {
     );
     generate(dir, &SynthConfig::default()).context("making the synthetic data set")?;
     Ok(())
+}
+
+/// `path` opened (created if need be) and locked exclusively, waiting for
+/// another process's lock to go; the lock goes when the file is dropped.
+fn lock_exclusive(path: &Path) -> anyhow::Result<std::fs::File> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("opening the lock file {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: the descriptor is open for as long as `file` lives.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("locking {}", path.display()));
+        }
+    }
+    Ok(file)
 }
 
 /// The run's feature extraction: its MFCC settings, one-second clips, and

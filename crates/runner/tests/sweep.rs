@@ -148,6 +148,43 @@ fn skips_finished_runs_resumes_killed_ones_and_reports_failures() {
 
 /// `rnnlab plots` draws the RNN vs LSTM vs GRU comparison from a sweep over
 /// `model` (here the only runs under results/, so nothing else can draw it).
+/// Two runs started together on a fresh folder, both needing the default
+/// synthetic set: one makes it while the other waits, and both train (they
+/// used to write the same staging folder at once, and one failed).
+#[test]
+fn parallel_runs_make_the_default_set_once() {
+    let dir = scratch("fresh");
+    let out = rnnlab(
+        &dir,
+        &[
+            "sweep",
+            "run",
+            "--name",
+            "fresh",
+            "--grid",
+            "model=gru",
+            "--seeds",
+            "0-1",
+            "--jobs",
+            "2",
+            "--",
+            "--hidden",
+            "8",
+            "--layers",
+            "1",
+            "--valid-every",
+            "1000",
+        ],
+    );
+    assert!(out.status.success(), "sweep: {}", text(&out));
+    for seed in 0..2 {
+        let s = json(&dir.join(format!("results/sweeps/fresh/model-gru/seed{seed}/summary.json")));
+        assert!(s["test_accuracy"].as_f64().is_some(), "seed {seed}: {s}");
+    }
+    let root = dir.join("data/speech_commands/data_speech_commands_v0.02");
+    assert!(root.join("synth.json").is_file(), "no default set in {}", root.display());
+}
+
 #[test]
 fn plots_compare_models_from_a_sweep_over_model() {
     let dir = workspace();
