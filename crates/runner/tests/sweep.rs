@@ -146,8 +146,6 @@ fn skips_finished_runs_resumes_killed_ones_and_reports_failures() {
     assert!(!out.status.success() && text(&out).contains("other runs"), "{}", text(&out));
 }
 
-/// `rnnlab plots` draws the RNN vs LSTM vs GRU comparison from a sweep over
-/// `model` (here the only runs under results/, so nothing else can draw it).
 /// Two runs started together on a fresh folder, both needing the default
 /// synthetic set: one makes it while the other waits, and both train (they
 /// used to write the same staging folder at once, and one failed).
@@ -185,6 +183,8 @@ fn parallel_runs_make_the_default_set_once() {
     assert!(root.join("synth.json").is_file(), "no default set in {}", root.display());
 }
 
+/// `rnnlab plots` draws the RNN vs LSTM vs GRU comparison from a sweep over
+/// `model` (here the only runs under results/, so nothing else can draw it).
 #[test]
 fn plots_compare_models_from_a_sweep_over_model() {
     let dir = workspace();
