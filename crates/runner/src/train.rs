@@ -50,7 +50,8 @@ pub struct TrainArgs {
     /// Mini-batch size.
     #[arg(long)]
     pub batch_size: Option<i64>,
-    /// Learning rate.
+    /// Learning rate; default: the recipe's (speech commands: 0.004, the tanh
+    /// RNN 0.002, --coursework 0.01).
     #[arg(long)]
     pub lr: Option<f64>,
     /// Passes over the training set.

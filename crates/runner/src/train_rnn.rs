@@ -126,7 +126,8 @@ fn resolve(args: &TrainArgs) -> anyhow::Result<RnnRunConfig> {
     let hidden = args.hidden.unwrap_or(r.hidden_size);
     let layers = args.layers.unwrap_or(r.num_layers);
     let batch_size = args.batch_size.unwrap_or(r.batch_size);
-    let lr = args.lr.unwrap_or(r.lr);
+    let mode = mode_of(args.model)?;
+    let lr = args.lr.unwrap_or(r.lr_for(mode));
     let epochs = args.epochs.unwrap_or(r.epochs);
     let valid_every = args.valid_every.unwrap_or(r.valid_every);
     ensure!(hidden > 0, "--hidden must be positive, got {hidden}");
@@ -167,7 +168,6 @@ fn resolve(args: &TrainArgs) -> anyhow::Result<RnnRunConfig> {
     );
     mfcc.n_mfcc = k;
     let classes: Vec<String> = DEFAULT_CLASSES.iter().map(|c| c.to_string()).collect();
-    let mode = mode_of(args.model)?;
     Ok(RnnRunConfig {
         recipe: r.name.into(),
         bidirectional: args.bidir,

@@ -328,11 +328,24 @@ fn engines_train_identically() {
     }
 }
 
+fn config(run: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap()
+}
+
+/// The default recipe's learning rate: 0.004, but 0.002 for the tanh RNN;
+/// `--lr` overrides either. The rate the run trained at is the first step's
+/// `lr` in metrics.csv (the cosine starts at it).
 #[test]
 fn elman_models_train_under_the_coursework_names() {
     let dir = workspace();
     ok(&train_model(dir, "rnn_tanh", &["--epochs", "1", "--out", "elman-tanh"]));
     assert_eq!(summary(&dir.join("elman-tanh"))["model"], "rnn_tanh");
+    assert_eq!(config(&dir.join("elman-tanh"))["lr"], 0.002);
+    assert_eq!(column(&dir.join("elman-tanh"), "lr")[0], Some(0.002));
+    ok(&train_model(dir, "rnn_tanh", &["--epochs", "1", "--lr", "0.03", "--out", "elman-tanh-lr"]));
+    assert_eq!(column(&dir.join("elman-tanh-lr"), "lr")[0], Some(0.03));
+    ok(&train_model(dir, "rnn_relu", &["--epochs", "1", "--out", "elman-relu"]));
+    assert_eq!(column(&dir.join("elman-relu"), "lr")[0], Some(0.004));
     // Without --out: results/<model>-<timestamp>, the model named as on the command line.
     ok(&train_model(dir, "rnn_relu", &["--epochs", "1", "--bidir"]));
     let runs: Vec<String> = std::fs::read_dir(dir.join("results"))
