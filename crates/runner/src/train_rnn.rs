@@ -499,8 +499,13 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
     let auto_speeds = args.resume.is_none() && args.speed_perturb.is_none();
     let splits = load_splits(&mut cfg, auto_speeds.then_some(&recipe), device)?;
     if args.resume.is_none() && args.epochs.is_none() {
-        // the recipe's budget has a floor in steps: a small corpus trains longer
-        cfg.epochs = recipe.epochs_with_copies(splits.original_batches, splits.train.len());
+        // the recipe's budget has a floor in steps for each version of the
+        // split (the clips, then each speed's copies): a small corpus trains longer
+        cfg.epochs = recipe.epochs_with_copies(
+            splits.original_batches,
+            splits.train.len(),
+            cfg.speed_perturb.len(),
+        );
     }
     run.write_json("config.json", &RunConfig::rnn(kind, cfg.clone()))?;
 

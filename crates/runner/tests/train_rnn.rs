@@ -532,11 +532,11 @@ fn older_run_folders_load_or_say_what_to_do() {
     assert!(stderr.contains("skipped") && stderr.contains("train the run again"), "{stderr}");
 }
 
-/// Without `--epochs` the default recipe's budget has a floor in steps (450):
-/// the tiny corpus, a few batches an epoch, trains as many epochs as reach
-/// it, with its speed copies (which widen the epochs, not the budget) or
-/// without; `--coursework` keeps the notebook's 5 epochs and an explicit
-/// `--epochs` is obeyed.
+/// Without `--epochs` the default recipe's budget has a floor in steps, 450
+/// for each version of the training split: the tiny corpus, a few batches an
+/// epoch, trains as many epochs as reach 1,350 steps with its two speed
+/// copies, or 450 without them; `--coursework` keeps the notebook's 5 epochs
+/// and an explicit `--epochs` is obeyed.
 #[test]
 fn a_small_corpus_trains_at_least_the_recipes_floor_of_steps() {
     let dir = workspace();
@@ -548,7 +548,7 @@ fn a_small_corpus_trains_at_least_the_recipes_floor_of_steps() {
     let with_copies = steps("floor-one-copies");
     assert!(with_copies > 2 * per_epoch, "{with_copies} batches with copies, {per_epoch} without");
     ok(&train(dir, &["--valid-every", "500", "--out", "floor"]));
-    assert_eq!(steps("floor"), 450u64.div_ceil(with_copies) * with_copies);
+    assert_eq!(steps("floor"), 1350u64.div_ceil(with_copies) * with_copies);
     ok(&train(dir, &["--valid-every", "500", "--speed-perturb", "none", "--out", "floor-plain"]));
     assert_eq!(steps("floor-plain"), 450u64.div_ceil(per_epoch) * per_epoch);
     ok(&train(dir, &["--coursework", "--valid-every", "500", "--out", "floor-cw"]));

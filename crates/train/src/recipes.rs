@@ -21,9 +21,10 @@ pub struct SpeechRecipe {
     /// The tanh RNN's learning rate, where it differs from `lr`.
     pub tanh_lr: Option<f64>,
     pub epochs: usize,
-    /// The fewest optimisation steps of a run: a small corpus trains for more
-    /// epochs than `epochs`, so that its budget is counted in updates, not
-    /// passes (see [`SpeechRecipe::epochs_for`]).
+    /// The fewest optimisation steps of a run for each version of its
+    /// training split (the clips, and each speed's copies): a small corpus
+    /// trains for more epochs than `epochs`, so that its budget is counted in
+    /// updates, not passes (see [`SpeechRecipe::epochs_with_copies`]).
     pub min_steps: usize,
     /// Validation (and test) scored every this many steps.
     pub valid_every: usize,
@@ -50,14 +51,17 @@ pub struct SpeechRecipe {
 /// The default recipe: hidden 128, 2 layers, batch 32, Adam at 0.004 on a
 /// cosine, gradient norm clipped to 1, LSTM forget gates at 1, SpecAugment,
 /// standardised features, the first 10 MFCCs, 5 epochs but at least 450
-/// steps, validation every 25 steps.
+/// steps for each version of the training split, validation every 25 steps.
 ///
 /// The floor makes the budget fit the corpus: 5 epochs of the default set's
 /// 3,000 training clips are 470 steps, but 5 epochs of a 600-clip corpus are
-/// only 95, far too few. It was chosen on a small corpus's validation split.
-/// On such a small corpus every training clip is also played at speeds 0.9
-/// and 1.1 (speed perturbation), within the same budget: more voices to learn
-/// from, where a few voices are all there is.
+/// only 95, far too few. On such a small corpus (one whose 5 epochs fall
+/// short of 450 steps) every training clip is also played at speeds 0.9 and
+/// 1.1 (speed perturbation): more voices to learn from, where a few voices
+/// are all there is. The floor then counts each version, 1,350 steps in
+/// all, so that the copies add updates as well as voices; the default set
+/// gets no copies and keeps its 5 epochs. Floor, copies and the floor per
+/// version were each chosen on small corpora's validation splits.
 ///
 /// The first 10 MFCCs keep the spectral envelope's broad shape, which carries
 /// the word, and leave out the fine detail that differs most between voices;
@@ -120,20 +124,22 @@ impl SpeechRecipe {
     /// The epochs of a run whose training split makes `steps_per_epoch`
     /// batches: the recipe's epochs, or as many more as reach `min_steps`.
     pub fn epochs_for(&self, steps_per_epoch: usize) -> usize {
-        self.epochs_with_copies(steps_per_epoch, steps_per_epoch)
+        self.epochs_with_copies(steps_per_epoch, steps_per_epoch, 0)
     }
 
-    /// [`Self::epochs_for`] a split of `original` batches that speed
-    /// perturbation makes `with_copies`: the copies widen what the batches
-    /// are drawn from, not the budget, which stays the original split's.
-    pub fn epochs_with_copies(&self, original: usize, with_copies: usize) -> usize {
+    /// [`Self::epochs_for`] a split of `original` batches to which speed
+    /// perturbation adds `copies` played-again versions, making it
+    /// `with_copies` batches. The recipe's epochs count passes over the
+    /// original split; the floor counts every version: `min_steps` for each,
+    /// so that the copies add updates as well as voices.
+    pub fn epochs_with_copies(&self, original: usize, with_copies: usize, copies: usize) -> usize {
         let w = with_copies.max(1);
         let own = if original == with_copies {
             self.epochs
         } else {
             (self.epochs * original).div_ceil(w)
         };
-        own.max(self.min_steps.div_ceil(w)).max(1)
+        own.max((self.min_steps * (1 + copies)).div_ceil(w)).max(1)
     }
 
     /// The speeds of speed perturbation for a training split of
@@ -153,8 +159,8 @@ mod tests {
     use super::*;
 
     /// The default set (3,000 clips, 94 batches of 32) keeps its 5 epochs; a
-    /// 600-clip corpus (19 batches) trains 24 epochs, 456 steps; the
-    /// coursework's budget is always its 5 epochs.
+    /// 600-clip corpus (19 batches) trains 24 epochs, 456 steps, and with its
+    /// two speed copies 1,368; the coursework's budget is always its 5 epochs.
     #[test]
     fn the_budget_has_a_floor_in_steps() {
         assert_eq!(SPEECH_DEFAULT.epochs_for(94), 5);
@@ -165,9 +171,14 @@ mod tests {
         assert!(SPEECH_DEFAULT.speed_perturb_for(94).is_empty());
         assert_eq!(SPEECH_DEFAULT.speed_perturb_for(19), [0.9, 1.1]);
         assert!(SPEECH_COURSEWORK.speed_perturb_for(19).is_empty());
-        // copies keep the budget: 450 steps over 57 batches an epoch are 8 epochs
-        assert_eq!(SPEECH_DEFAULT.epochs_with_copies(19, 57), 8);
-        assert_eq!(SPEECH_DEFAULT.epochs_with_copies(94, 94), 5);
+        // the floor counts every version: two copies of a 19-batch split
+        // make 57 batches an epoch, and 3 x 450 steps over them are 24 epochs
+        assert_eq!(SPEECH_DEFAULT.epochs_with_copies(19, 57, 2), 24);
+        assert!(24 * 57 >= 3 * SPEECH_DEFAULT.min_steps && 23 * 57 < 3 * SPEECH_DEFAULT.min_steps);
+        assert_eq!(SPEECH_DEFAULT.epochs_with_copies(94, 94, 0), 5);
+        // copies asked of a large split: 5 epochs of it are 470 steps, the
+        // floor with two copies 1,350 steps, 5 epochs of its 282 batches
+        assert_eq!(SPEECH_DEFAULT.epochs_with_copies(94, 282, 2), 5);
         assert_eq!(SPEECH_COURSEWORK.epochs_for(3), 5);
         assert_eq!(SPEECH_COURSEWORK.epochs_for(0), 5);
     }
