@@ -173,8 +173,10 @@ mod tests {
         assert!(SPEECH_COURSEWORK.speed_perturb_for(19).is_empty());
         // the floor counts every version: two copies of a 19-batch split
         // make 57 batches an epoch, and 3 x 450 steps over them are 24 epochs
-        assert_eq!(SPEECH_DEFAULT.epochs_with_copies(19, 57, 2), 24);
-        assert!(24 * 57 >= 3 * SPEECH_DEFAULT.min_steps && 23 * 57 < 3 * SPEECH_DEFAULT.min_steps);
+        let epochs = SPEECH_DEFAULT.epochs_with_copies(19, 57, 2);
+        assert_eq!(epochs, 24);
+        let floor = 3 * SPEECH_DEFAULT.min_steps;
+        assert!(epochs * 57 >= floor && (epochs - 1) * 57 < floor);
         assert_eq!(SPEECH_DEFAULT.epochs_with_copies(94, 94, 0), 5);
         // copies asked of a large split: 5 epochs of it are 470 steps, the
         // floor with two copies 1,350 steps, 5 epochs of its 282 batches
