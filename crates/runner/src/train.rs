@@ -140,7 +140,8 @@ pub struct TrainArgs {
     pub dropout: Option<f64>,
     /// Recurrent classifiers: speeds at which every training clip is played
     /// again, same label (speed perturbation), e.g. `0.9,1.1`; `none` for none
-    /// (default: the recipe's).
+    /// (default: the recipe's). Without `--epochs`, the default recipe's floor
+    /// of 450 steps counts each speed's copies too.
     #[arg(long, value_parser = parse_speeds)]
     pub speed_perturb: Option<Speeds>,
     /// Speaker: speeds at which every training utterance is played again, each
