@@ -41,6 +41,14 @@ pub struct TrainArgs {
     /// of the model's validation metric, and keep the best weights (off by default).
     #[arg(long)]
     pub patience: Option<usize>,
+    /// Recurrent classifiers: fine-tune, starting from the best weights of
+    /// this earlier run (PyTorch's `model.load_state_dict(torch.load(...))`
+    /// before training), e.g. one trained on many synthetic voices of the same
+    /// words. The new run takes that run's model shape and features (MFCC
+    /// settings, trimming, standardisation); data, budget and seed are its
+    /// own, and the default recipe's rate is then 0.0003.
+    #[arg(long, value_name = "RUN", conflicts_with = "resume")]
+    pub init_from: Option<PathBuf>,
     /// Random seed: the same seed on CPU gives the same metrics.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -51,7 +59,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub batch_size: Option<i64>,
     /// Learning rate; default: the recipe's (speech commands: 0.004, the tanh
-    /// RNN 0.002, --coursework 0.01).
+    /// RNN 0.002, fine-tuning with --init-from 0.0003, --coursework 0.01).
     #[arg(long)]
     pub lr: Option<f64>,
     /// Passes over the training set.
@@ -189,6 +197,7 @@ fn model_flags(args: &TrainArgs) -> Vec<(&'static str, bool, &'static [Applies])
     use Applies::*;
     vec![
         ("--bidir", args.bidir, &[Rnn]),
+        ("--init-from", args.init_from.is_some(), &[Rnn]),
         ("--coursework", args.coursework, &[Rnn]),
         ("--no-augment", args.no_augment, &[Rnn]),
         ("--speed-perturb", args.speed_perturb.is_some(), &[Rnn]),

@@ -103,6 +103,95 @@ pub struct RnnRunConfig {
     /// AdamW's decoupled weight decay (`--weight-decay`); plain Adam when none.
     #[serde(default)]
     pub weight_decay: Option<f64>,
+    /// Fine-tuning (`--init-from`): the run whose weights this one started
+    /// from; PyTorch's default initialisation when none.
+    #[serde(default)]
+    pub init_from: Option<InitFrom>,
+}
+
+/// Where a fine-tuned run's first weights came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InitFrom {
+    /// The earlier run's folder, as given.
+    pub run: PathBuf,
+    /// Its checkpoint that was loaded (`best`).
+    pub checkpoint: String,
+}
+
+/// The model's name as on the command line (`gru`, `rnn_tanh`).
+fn model_name(kind: ModelKind) -> String {
+    serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+}
+
+/// `--init-from DIR`: the new run takes the earlier run's model shape and
+/// its features (MFCC settings, silence trimming, and the standardisation
+/// fitted on that run's training split, so the weights see inputs on the
+/// scale they were trained on); data, rate, budget, seed and augmentation
+/// stay the new run's own. A flag that would change the shape or the
+/// features is refused rather than quietly overridden.
+fn start_from(cfg: &mut RnnRunConfig, args: &TrainArgs, dir: &Path) -> anyhow::Result<()> {
+    let flag = format!("--init-from {}", dir.display());
+    ensure!(dir.is_dir(), "{flag}: no such run folder");
+    let config = RunConfig::read(dir).with_context(|| flag.clone())?;
+    let Some(src) = config.as_rnn() else {
+        bail!(
+            "{flag}: that run's model is {}, not a recurrent word classifier",
+            model_name(config.kind())
+        );
+    };
+    ensure!(
+        config.kind() == args.model,
+        "{flag}: that run trained --model {}, not {}",
+        model_name(config.kind()),
+        model_name(args.model)
+    );
+    ensure!(
+        src.recipe == cfg.recipe,
+        "{flag}: that run followed the {} recipe, this one the {} (--coursework must match)",
+        src.recipe,
+        cfg.recipe
+    );
+    ensure!(
+        src.classes == cfg.classes,
+        "{flag}: that run's classes are {:?}, this one's {:?}",
+        src.classes,
+        cfg.classes
+    );
+    let same = |name: &str, given: Option<String>, theirs: String| -> anyhow::Result<()> {
+        match given {
+            Some(v) if v != theirs => {
+                bail!("{flag}: that run has {name} {theirs}, so {name} {v} cannot apply")
+            }
+            _ => Ok(()),
+        }
+    };
+    same("--hidden", args.hidden.map(|h| h.to_string()), src.rnn.hidden_size.to_string())?;
+    same("--layers", args.layers.map(|l| l.to_string()), src.rnn.num_layers.to_string())?;
+    same("--n-mfcc", args.n_mfcc.map(|k| k.to_string()), src.mfcc.n_mfcc.to_string())?;
+    ensure!(
+        !args.bidir || src.bidirectional,
+        "{flag}: that run is one-directional, so --bidir cannot apply"
+    );
+    ensure!(
+        args.trim_silence.is_none() || cfg.trim_silence == src.trim_silence,
+        "{flag}: that run's silence trimming is {:?}, so --trim-silence {} cannot apply",
+        src.trim_silence.map(|t| t.top_db),
+        args.trim_silence.unwrap_or_default()
+    );
+    ensure!(
+        dir.join("best.safetensors").is_file(),
+        "{flag}: the run has no best.safetensors (it never validated)"
+    );
+    cfg.bidirectional = src.bidirectional;
+    cfg.rnn = src.rnn;
+    cfg.mfcc = src.mfcc;
+    cfg.trim_silence = src.trim_silence;
+    cfg.standardizer = src.standardizer.clone();
+    cfg.lengths = src.lengths;
+    cfg.forget_bias = src.forget_bias;
+    cfg.augment = cfg.augment.map(|_| SpecAugment::for_coefficients(cfg.mfcc.n_mfcc));
+    cfg.init_from = Some(InitFrom { run: dir.to_path_buf(), checkpoint: "best".into() });
+    Ok(())
 }
 
 fn mode_of(model: ModelKind) -> anyhow::Result<Mode> {
@@ -127,7 +216,11 @@ fn resolve(args: &TrainArgs) -> anyhow::Result<RnnRunConfig> {
     let layers = args.layers.unwrap_or(r.num_layers);
     let batch_size = args.batch_size.unwrap_or(r.batch_size);
     let mode = mode_of(args.model)?;
-    let lr = args.lr.unwrap_or(r.lr_for(mode));
+    let lr = args.lr.unwrap_or(if args.init_from.is_some() {
+        r.fine_tune_lr_for(mode)
+    } else {
+        r.lr_for(mode)
+    });
     let epochs = args.epochs.unwrap_or(r.epochs);
     let valid_every = args.valid_every.unwrap_or(r.valid_every);
     ensure!(hidden > 0, "--hidden must be positive, got {hidden}");
@@ -201,6 +294,7 @@ fn resolve(args: &TrainArgs) -> anyhow::Result<RnnRunConfig> {
             .map(|top_db| TrimConfig { top_db, ..TrimConfig::default() }),
         speed_perturb,
         weight_decay: args.weight_decay,
+        init_from: None,
     })
 }
 
@@ -480,7 +574,10 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
             (run, cfg)
         }
         None => {
-            let cfg = resolve(args)?;
+            let mut cfg = resolve(args)?;
+            if let Some(dir) = &args.init_from {
+                start_from(&mut cfg, args, dir)?;
+            }
             // The model's name as on the command line: `gru`, `rnn_tanh`, `bilstm`.
             let model = serde_json::to_value(args.model)?;
             let name = format!(
@@ -516,6 +613,12 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
     let settings = settings(&cfg, splits.train.len());
     let clips = (splits.train.num_samples(), splits.valid.num_samples(), splits.test.num_samples());
     let mut task = RnnTask::new(&cfg, splits, device);
+    if let (Some(init), None) = (&cfg.init_from, &args.resume) {
+        // a resumed run's own checkpoint takes over in `fit` instead
+        RunDir::open(&init.run)?
+            .load_checkpoint(&task.vs, &init.checkpoint)
+            .with_context(|| format!("--init-from {}", init.run.display()))?;
+    }
     let st = train::fit(&mut task, &run, &settings, args.resume.is_some())?;
 
     let best = st.best.as_ref().context("the run never validated")?;

@@ -626,3 +626,118 @@ fn bench_rnn_times_the_engines_given() {
     assert!(!out.status.success() && err.contains("--engines"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The largest absolute difference between the tensors of two runs'
+/// checkpoints `name` (`best`: the weights; `last`: the weights and Adam's
+/// moments, the loop's own state left out).
+fn max_weight_change(a: &Path, b: &Path, name: &str) -> f64 {
+    let read = |p: &Path| -> std::collections::HashMap<String, tch::Tensor> {
+        let file = p.join(format!("{name}.safetensors"));
+        tch::Tensor::read_safetensors(file).unwrap().into_iter().collect()
+    };
+    let (a, b) = (read(a), read(b));
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .filter(|(n, _)| !n.starts_with("engine/"))
+        .map(|(n, t)| (t.to_kind(tch::Kind::Double) - b[n].to_kind(tch::Kind::Double)).abs().max())
+        .map(|d| d.double_value(&[]))
+        .fold(0.0, f64::max)
+}
+
+/// `--init-from RUN` starts from RUN's best weights (fine-tuning): at a
+/// vanishing rate (Adam moves each weight by about the rate per step) the
+/// new run's weights stay RUN's, while the same run without the flag ends
+/// far from them. The new run takes RUN's shape, features and
+/// standardisation, records where it started, and `eval` rescores it.
+#[test]
+fn init_from_starts_at_the_earlier_runs_best_weights() {
+    let dir = workspace();
+    ok(&train(dir, &["--epochs", "2", "--n-mfcc", "13", "--out", "ft-src"]));
+    let fine_tune = |out: &str, extra: &[&str]| {
+        let mut args = vec!["train", "--model", "gru", "--data-dir", "speech", "--epochs", "1"];
+        args.extend_from_slice(&["--lr", "1e-9", "--seed", "3", "--out", out]);
+        args.extend_from_slice(extra);
+        rnnlab(dir, &args)
+    };
+    ok(&fine_tune("ft", &["--init-from", "ft-src"]));
+    ok(&fine_tune("ft-scratch", &["--n-mfcc", "13", "--hidden", "8"]));
+    let src = dir.join("ft-src");
+    let moved = max_weight_change(&src, &dir.join("ft"), "best");
+    assert!(moved < 1e-6, "fine-tuning at lr 1e-9 moved a weight by {moved}");
+    let apart = max_weight_change(&src, &dir.join("ft-scratch"), "best");
+    assert!(apart > 1e-2, "a run from scratch ends {apart} from the source's weights");
+
+    let (c, s) = (config(&dir.join("ft")), config(&src));
+    assert_eq!(c["init_from"]["run"], "ft-src");
+    assert_eq!(c["init_from"]["checkpoint"], "best");
+    assert_eq!(c["rnn"], s["rnn"]);
+    assert_eq!(c["mfcc"], s["mfcc"]);
+    assert_eq!(c["standardizer"], s["standardizer"], "the source's standardisation is kept");
+    assert_eq!(c["seed"], 3);
+    assert!(config(&dir.join("ft-scratch"))["init_from"].is_null());
+    eval_matches_training(dir, "ft");
+
+    // without --lr, the default recipe fine-tunes at its lower rate
+    let args = ["--data-dir", "speech", "--init-from", "ft-src", "--epochs", "1"];
+    ok(&rnnlab(dir, &[&["train", "--model", "gru"], &args[..], &["--out", "ft-rate"]].concat()));
+    assert_eq!(column(&dir.join("ft-rate"), "lr")[0], Some(0.0003));
+}
+
+/// A resumed fine-tuned run continues from its own last checkpoint, exactly
+/// as a run planned that long from the start (the notebook's constant rate,
+/// so the plan does not change with the length).
+#[test]
+fn a_fine_tuned_run_resumes_exactly() {
+    let dir = workspace();
+    ok(&train(dir, &["--coursework", "--epochs", "1", "--out", "ftr-src"]));
+    let from = ["--coursework", "--init-from", "ftr-src", "--seed", "5"];
+    let run = |extra: &[&str]| {
+        let mut args = vec!["train", "--model", "gru", "--data-dir", "speech"];
+        args.extend_from_slice(&from);
+        args.extend_from_slice(extra);
+        rnnlab(dir, &args)
+    };
+    ok(&run(&["--epochs", "2", "--valid-every", "100", "--out", "ftr-full"]));
+    ok(&run(&["--epochs", "1", "--valid-every", "100", "--out", "ftr-part"]));
+    ok(&rnnlab(dir, &["train", "--model", "gru", "--resume", "ftr-part", "--epochs", "2"]));
+    for c in ["step", "loss"] {
+        assert_eq!(column(&dir.join("ftr-full"), c), column(&dir.join("ftr-part"), c), "{c}");
+    }
+    assert_eq!(max_weight_change(&dir.join("ftr-full"), &dir.join("ftr-part"), "last"), 0.0);
+    // the notebook's recipe has one rate, fine-tuned or not
+    assert_eq!(column(&dir.join("ftr-full"), "lr")[0], Some(0.01));
+}
+
+/// `--init-from` refuses, naming the run and the conflict: a missing run, a
+/// different model or recipe, flags that would change the model's shape or
+/// features, other models, and `--resume`.
+#[test]
+fn init_from_errors_name_the_run_and_the_conflict() {
+    let dir = workspace();
+    ok(&train(dir, &["--epochs", "1", "--out", "fte-src"]));
+    let cases: [(&[&str], &str); 8] = [
+        (&["--init-from", "no/such/run"], "--init-from no/such/run: no such run folder"),
+        (&["--init-from", "speech"], "--init-from speech"),
+        (&["--init-from", "fte-src", "--model", "lstm"], "that run trained --model gru, not lstm"),
+        (&["--init-from", "fte-src", "--coursework"], "recipe"),
+        (&["--init-from", "fte-src", "--hidden", "16"], "that run has --hidden 8, so --hidden 16"),
+        (&["--init-from", "fte-src", "--n-mfcc", "20"], "that run has --n-mfcc 10"),
+        (&["--init-from", "fte-src", "--bidir"], "that run is one-directional"),
+        (&["--init-from", "fte-src", "--model", "wavenet"], "--init-from does not apply"),
+    ];
+    for (extra, message) in cases {
+        let mut args = vec!["train", "--data-dir", "speech"];
+        if !extra.contains(&"--model") {
+            args.extend_from_slice(&["--model", "gru"]);
+        }
+        args.extend_from_slice(extra);
+        let out = rnnlab(dir, &args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{extra:?} succeeded");
+        assert!(stderr.contains(message), "{extra:?}: expected {message:?} in {stderr}");
+        assert!(!stderr.contains("panicked"), "{extra:?} panicked: {stderr}");
+    }
+    let out = rnnlab(dir, &["train", "--model", "gru", "--resume", "fte-src", "--init-from", "x"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"));
+}
