@@ -677,10 +677,15 @@ fn init_from_starts_at_the_earlier_runs_best_weights() {
     assert!(config(&dir.join("ft-scratch"))["init_from"].is_null());
     eval_matches_training(dir, "ft");
 
-    // without --lr, the default recipe fine-tunes at its lower rate
-    let args = ["--data-dir", "speech", "--init-from", "ft-src", "--epochs", "1"];
+    // Without flags, the default recipe fine-tunes at its lower rate, with no
+    // speed copies, for the floor of 450 steps.
+    let per_epoch = summary(&dir.join("ft"))["steps"].as_u64().unwrap();
+    let args = ["--data-dir", "speech", "--init-from", "ft-src", "--valid-every", "500"];
     ok(&rnnlab(dir, &[&["train", "--model", "gru"], &args[..], &["--out", "ft-rate"]].concat()));
-    assert_eq!(column(&dir.join("ft-rate"), "lr")[0], Some(0.0003));
+    let run = dir.join("ft-rate");
+    assert_eq!(column(&run, "lr")[0], Some(0.0003));
+    assert_eq!(config(&run)["speed_perturb"], serde_json::json!([]));
+    assert_eq!(summary(&run)["steps"].as_u64().unwrap(), 450u64.div_ceil(per_epoch) * per_epoch);
 }
 
 /// A resumed fine-tuned run continues from its own last checkpoint, exactly

@@ -47,7 +47,8 @@ pub struct SpeechRecipe {
     /// coefficients.
     pub n_mfcc: usize,
     /// Speed perturbation: on a small corpus (one whose epochs fall short of
-    /// `min_steps`), every training clip is also played at these speeds.
+    /// `min_steps`), every training clip is also played at these speeds
+    /// (not when fine-tuning).
     pub speed_perturb: &'static [f64],
 }
 
@@ -78,10 +79,12 @@ pub struct SpeechRecipe {
 ///
 /// Fine-tuning (a run that starts from an earlier run's weights, for
 /// example one trained on many synthetic voices of the same words) trains
-/// at 0.0003 over the same budget: a rate as high as training from scratch
-/// pulls the weights towards the few voices of a small corpus and away from
-/// the many they learned first. Chosen over 0.004, 0.001 and 0.0001, and
-/// over a 5-epoch budget, on small corpora's validation splits.
+/// at 0.0003 and without speed copies, so a small corpus gets the floor of
+/// 450 steps: a rate as high as training from scratch, or the copies' extra
+/// updates, pull the weights towards the few voices of a small corpus and
+/// away from the many they learned first. Chosen on small corpora's
+/// validation splits over 0.004, 0.001 and 0.0001, with and without the
+/// copies, and over a 5-epoch budget.
 pub const SPEECH_DEFAULT: SpeechRecipe = SpeechRecipe {
     name: "default",
     hidden_size: 128,
