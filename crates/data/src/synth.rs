@@ -621,6 +621,13 @@ pub struct SynthConfig {
     /// keeps `n` fixed voices (spread over the engines) for the whole training split.
     #[serde(default)]
     pub train_voices: Option<usize>,
+    /// Voices no clip of the set speaks, in any split: espeak-ng variants
+    /// (`f3`) and flite or festival voices (`flite:slt`; the recorded person
+    /// is left out under every engine). [`held_out_voices`] lists another
+    /// set's validation and test voices, so that a model trained on this set
+    /// has heard none of the voices that score it there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude_voices: Vec<String>,
     #[serde(flatten)]
     pub conditions: Conditions,
 }
@@ -641,6 +648,7 @@ impl Default for SynthConfig {
             speed: (120, 210),
             engines: vec![Engine::Espeak],
             train_voices: None,
+            exclude_voices: Vec::new(),
             conditions: Conditions::default(),
         }
     }
@@ -720,7 +728,7 @@ pub fn generate(out: &Path, cfg: &SynthConfig) -> Result<SynthSummary> {
     }
 
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
-    let variants = split_variants(&mut rng);
+    let variants = split_variants(out, &mut rng, &cfg.exclude_voices)?;
     let pools = Pools::new(out, cfg, &engines, &variants)?;
     let (clips, lists) = plan(cfg, &pools, &mut rng);
     let cond = &cfg.conditions;
@@ -814,10 +822,17 @@ impl Pools {
         engines: &[Engine],
         variants: &[Vec<String>; 3],
     ) -> Result<Pools> {
+        let excluded: Vec<String> = cfg
+            .exclude_voices
+            .iter()
+            .filter_map(|l| l.split_once(':'))
+            .filter_map(|(e, v)| Some(person(e.parse().ok()?, v)))
+            .collect();
         let others_all: Vec<(Engine, &'static str)> = engines
             .iter()
             .filter(|&&e| e != Engine::Espeak)
             .flat_map(|&e| e.voices().iter().map(move |&v| (e, v)))
+            .filter(|&(e, v)| !excluded.contains(&person(e, v)))
             .collect();
         let mut persons: Vec<String> = others_all.iter().map(|&(e, v)| person(e, v)).collect();
         persons.sort();
@@ -950,18 +965,59 @@ pub(crate) fn publish(tmp: &Path, out: &Path, summary: &impl Serialize) -> Resul
     std::fs::rename(tmp, out).map_err(|e| DataError::io(out, e))
 }
 
-/// Variants for train, validation and test: about 12% each held out, never a train-only one.
-fn split_variants(rng: &mut ChaCha8Rng) -> [Vec<String>; 3] {
+/// Variants for train, validation and test: about 12% each held out, never a train-only one;
+/// none of `exclude` (the same draws as without it when it names no variant).
+fn split_variants(
+    out: &Path,
+    rng: &mut ChaCha8Rng,
+    exclude: &[String],
+) -> Result<[Vec<String>; 3]> {
+    let kept = |v: &&str| !exclude.iter().any(|x| x == v);
     let mut pool: Vec<&str> =
-        VARIANTS.iter().copied().filter(|v| !TRAIN_ONLY.contains(v)).collect();
+        VARIANTS.iter().copied().filter(|v| !TRAIN_ONLY.contains(v)).filter(kept).collect();
     pool.shuffle(rng);
     let held = VARIANTS.len() * 12 / 100;
+    if pool.len() <= 2 * held {
+        return Err(DataError::dataset(
+            out,
+            format!(
+                "only {} espeak-ng variants are left after the excluded voices, too few for \
+                 {held} validation, {held} test and some training ones",
+                pool.len()
+            ),
+        ));
+    }
     let val = pool[..held].iter().map(|s| s.to_string()).collect();
     let test = pool[held..2 * held].iter().map(|s| s.to_string()).collect();
     let mut train: Vec<String> = pool[2 * held..].iter().map(|s| s.to_string()).collect();
-    train.extend(TRAIN_ONLY.iter().map(|s| s.to_string()));
+    train.extend(TRAIN_ONLY.iter().copied().filter(kept).map(|s| s.to_string()));
     train.sort();
-    [train, val, test]
+    Ok([train, val, test])
+}
+
+/// The validation and test voices of the synthetic set in `dir` (its
+/// `synth.json`): espeak-ng variants, and flite and festival voices as
+/// `engine:voice`. Given as [`SynthConfig::exclude_voices`], they make a set
+/// that shares no voice with `dir`'s held-out splits.
+pub fn held_out_voices(dir: &Path) -> Result<Vec<String>> {
+    let root = crate::speech_commands::SpeechCommands::resolve_root(dir)?;
+    let path = root.join("synth.json");
+    if !path.is_file() {
+        return Err(DataError::dataset(
+            dir,
+            "no synth.json: only a set made by `rnnlab data synth` lists its voices",
+        ));
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| DataError::io(&path, e))?;
+    let summary: SynthSummary = serde_json::from_str(&text)
+        .map_err(|e| DataError::dataset(&path, format!("unreadable: {e}")))?;
+    let mut voices: Vec<String> = [1, 2]
+        .iter()
+        .flat_map(|&i| summary.variants[i].iter().chain(&summary.voices[i]).cloned())
+        .collect();
+    voices.sort();
+    voices.dedup();
+    Ok(voices)
 }
 
 /// Every clip's parameters, drawn in a fixed order, and the validation and test lists.

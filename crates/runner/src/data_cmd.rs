@@ -114,6 +114,11 @@ pub struct SynthArgs {
     /// Seed of every random choice: the same seed writes the same files.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Speak none of the validation and test voices of this earlier synthetic
+    /// set, in any split: a set to pretrain on that has heard none of the
+    /// voices that score the other.
+    #[arg(long, value_name = "DIR")]
+    pub exclude_voices_of: Option<PathBuf>,
     #[command(flatten)]
     pub conditions: ConditionArgs,
 }
@@ -162,6 +167,11 @@ pub fn run(args: &DataArgs) -> anyhow::Result<()> {
                 seed: a.seed,
                 engines: a.conditions.engines(),
                 train_voices: a.train_voices,
+                exclude_voices: match &a.exclude_voices_of {
+                    Some(dir) => synth::held_out_voices(dir)
+                        .with_context(|| format!("--exclude-voices-of {}", dir.display()))?,
+                    None => Vec::new(),
+                },
                 conditions: a.conditions.conditions(),
                 ..SynthConfig::default()
             };

@@ -182,3 +182,91 @@ fn speakers_few_short_clips_from_the_cli() {
         assert!(secs <= 0.9, "{}: {secs} s", p.display());
     }
 }
+
+/// The speaker codes (`<speaker>_nohash_<n>.wav`) of a set's files: every
+/// file's, or those its validation and test lists name.
+fn speakers(root: &Path, held_out_only: bool) -> std::collections::BTreeSet<String> {
+    let code =
+        |p: &Path| p.file_name().unwrap().to_str().unwrap().split('_').next().unwrap().into();
+    if held_out_only {
+        ["validation_list.txt", "testing_list.txt"]
+            .iter()
+            .flat_map(|l| {
+                std::fs::read_to_string(root.join(l))
+                    .unwrap()
+                    .lines()
+                    .map(String::from)
+                    .collect::<Vec<_>>()
+            })
+            .map(|l| code(Path::new(&l)))
+            .collect()
+    } else {
+        wavs(root).iter().map(|p| code(p)).collect()
+    }
+}
+
+/// `data synth --exclude-voices-of DIR` makes a set (to pretrain on) that
+/// speaks none of DIR's validation and test voices in any split: no espeak-ng
+/// variant of theirs in its pools, and no file of a held-out speaker (an
+/// accent and variant, or a recorded person under any engine). Without the
+/// flag the same seed draws DIR's own held-out variants, so the flag is what
+/// keeps them out. A folder that is no synthetic set is a named error.
+#[test]
+fn synth_can_leave_out_another_sets_held_out_voices() {
+    let dir = scratch("exclude");
+    let mut engines = vec!["espeak"];
+    engines.extend(extra_engines());
+    let synth = |out: &str, extra: &[&str]| {
+        rnnlab()
+            .args(["data", "synth", "--seed", "4", "--engines"])
+            .arg(engines.join(","))
+            .args(extra)
+            .arg("--out")
+            .arg(dir.join(out))
+            .output()
+            .unwrap()
+    };
+    let ok = |o: std::process::Output| {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr))
+    };
+    ok(synth("small", &["--per-class", "12", "--train-voices", "4"]));
+    let small = dir.join("small");
+    let excl = ["--exclude-voices-of", small.to_str().unwrap()];
+    ok(synth("pretrain", &[&excl[..], &["--per-class", "40"]].concat()));
+    ok(synth("same-seed", &["--per-class", "40"]));
+    let manifest = |name: &str| -> serde_json::Value {
+        let p = dir.join(name).join("data_speech_commands_v0.02/synth.json");
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    };
+    let variants =
+        |m: &serde_json::Value, splits: &[usize]| -> std::collections::BTreeSet<String> {
+            splits
+                .iter()
+                .flat_map(|&s| m["variants"][s].as_array().unwrap().iter())
+                .map(|v| v.as_str().unwrap().to_owned())
+                .collect()
+        };
+    let held_out = variants(&manifest("small"), &[1, 2]);
+    assert_eq!(held_out.len(), 22);
+    let pretrain = manifest("pretrain");
+    assert!(variants(&pretrain, &[0, 1, 2]).is_disjoint(&held_out));
+    assert!(pretrain["config"]["exclude_voices"].as_array().unwrap().len() >= 22);
+    assert_eq!(variants(&manifest("same-seed"), &[1, 2]), held_out);
+    let root = |n: &str| dir.join(n).join("data_speech_commands_v0.02");
+    let (theirs, mine) = (speakers(&root("small"), true), speakers(&root("pretrain"), false));
+    assert!(!theirs.is_empty() && mine.len() > theirs.len());
+    assert!(theirs.is_disjoint(&mine), "shared speakers: {:?}", theirs.intersection(&mine));
+
+    let out = rnnlab()
+        .args(["data", "synth", "--exclude-voices-of"])
+        .arg(dir.join("none"))
+        .arg("--out")
+        .arg(dir.join("x"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("--exclude-voices-of") && err.contains("none"),
+        "{err}"
+    );
+}
