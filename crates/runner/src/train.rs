@@ -46,7 +46,7 @@ pub struct TrainArgs {
     /// before training), e.g. one trained on many synthetic voices of the same
     /// words. The new run takes that run's model shape and features (MFCC
     /// settings, trimming, standardisation); data, budget and seed are its
-    /// own, and the default recipe then trains at 0.0003 without speed copies.
+    /// own, and the default recipe then fine-tunes at 0.001.
     #[arg(long, value_name = "RUN", conflicts_with = "resume")]
     pub init_from: Option<PathBuf>,
     /// Random seed: the same seed on CPU gives the same metrics.
@@ -59,7 +59,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub batch_size: Option<i64>,
     /// Learning rate; default: the recipe's (speech commands: 0.004, the tanh
-    /// RNN 0.002, fine-tuning with --init-from 0.0003, --coursework 0.01).
+    /// RNN 0.002, fine-tuning with --init-from 0.001, --coursework 0.01).
     #[arg(long)]
     pub lr: Option<f64>,
     /// Passes over the training set.
@@ -148,8 +148,8 @@ pub struct TrainArgs {
     pub dropout: Option<f64>,
     /// Recurrent classifiers: speeds at which every training clip is played
     /// again, same label (speed perturbation), e.g. `0.9,1.1`; `none` for none
-    /// (default: the recipe's, none with --init-from). Without `--epochs`, the
-    /// default recipe's floor of 450 steps counts each speed's copies too.
+    /// (default: the recipe's). Without `--epochs`, the default recipe's floor
+    /// of 450 steps counts each speed's copies too.
     #[arg(long, value_parser = parse_speeds)]
     pub speed_perturb: Option<Speeds>,
     /// Speaker: speeds at which every training utterance is played again, each

@@ -593,11 +593,7 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
         None => args.model,
     };
     let recipe = if args.coursework { SPEECH_COURSEWORK } else { SPEECH_DEFAULT };
-    // A new run without --speed-perturb takes the recipe's speeds, but a
-    // fine-tuned one none: its weights have already heard many voices, and
-    // the copies would triple the updates that pull them towards the few.
-    let auto_speeds =
-        args.resume.is_none() && args.speed_perturb.is_none() && args.init_from.is_none();
+    let auto_speeds = args.resume.is_none() && args.speed_perturb.is_none();
     let splits = load_splits(&mut cfg, auto_speeds.then_some(&recipe), device)?;
     if args.resume.is_none() && args.epochs.is_none() {
         // the recipe's budget has a floor in steps for each version of the
