@@ -472,6 +472,7 @@ fn settings(
         clip_grad_norm: None,
         patience,
         log_every: per_epoch as u64,
+        validate_at_start: false,
     }
 }
 

@@ -458,6 +458,7 @@ fn settings(cfg: &RnnRunConfig, steps_per_epoch: usize) -> Settings {
         clip_grad_norm: cfg.clip_grad_norm,
         patience: cfg.patience,
         log_every: steps_per_epoch.max(1) as u64,
+        validate_at_start: cfg.init_from.is_some(),
     }
 }
 

@@ -172,6 +172,7 @@ fn settings(cfg: &WavenetRunConfig) -> Settings {
         clip_grad_norm: None,
         patience: cfg.patience,
         log_every: LOG_BLOCK as u64,
+        validate_at_start: false,
     }
 }
 

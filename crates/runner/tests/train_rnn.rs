@@ -627,21 +627,29 @@ fn bench_rnn_times_the_engines_given() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The largest absolute difference between the tensors of two runs'
-/// checkpoints `name` (`best`: the weights; `last`: the weights and Adam's
-/// moments, the loop's own state left out).
-fn max_weight_change(a: &Path, b: &Path, name: &str) -> f64 {
-    let read = |p: &Path| -> std::collections::HashMap<String, tch::Tensor> {
+/// The largest absolute difference between the tensors of checkpoint
+/// `a_name` of run `a` (`best`: the weights; `last`: the weights and Adam's
+/// moments, the loop's own state left out) and the same tensors of `b`'s
+/// checkpoint `b_name`.
+fn weight_change(a: &Path, a_name: &str, b: &Path, b_name: &str) -> f64 {
+    let read = |p: &Path, name: &str| -> std::collections::HashMap<String, tch::Tensor> {
         let file = p.join(format!("{name}.safetensors"));
         tch::Tensor::read_safetensors(file).unwrap().into_iter().collect()
     };
-    let (a, b) = (read(a), read(b));
-    assert_eq!(a.len(), b.len());
+    let (a, b) = (read(a, a_name), read(b, b_name));
     a.iter()
         .filter(|(n, _)| !n.starts_with("engine/"))
-        .map(|(n, t)| (t.to_kind(tch::Kind::Double) - b[n].to_kind(tch::Kind::Double)).abs().max())
+        .map(|(n, t)| {
+            let other = b.get(n).unwrap_or_else(|| panic!("{b_name} has no {n}"));
+            (t.to_kind(tch::Kind::Double) - other.to_kind(tch::Kind::Double)).abs().max()
+        })
         .map(|d| d.double_value(&[]))
         .fold(0.0, f64::max)
+}
+
+/// [`weight_change`] between the same checkpoint of two runs.
+fn max_weight_change(a: &Path, b: &Path, name: &str) -> f64 {
+    weight_change(a, name, b, name)
 }
 
 /// `--init-from RUN` starts from RUN's best weights (fine-tuning): at a
@@ -662,10 +670,22 @@ fn init_from_starts_at_the_earlier_runs_best_weights() {
     ok(&fine_tune("ft", &["--init-from", "ft-src"]));
     ok(&fine_tune("ft-scratch", &["--n-mfcc", "13", "--hidden", "8"]));
     let src = dir.join("ft-src");
-    let moved = max_weight_change(&src, &dir.join("ft"), "best");
+    let moved = weight_change(&src, "best", &dir.join("ft"), "last");
     assert!(moved < 1e-6, "fine-tuning at lr 1e-9 moved a weight by {moved}");
+    // The start is validated (step 0, no training loss) and, as no later
+    // validation beats it here, is the best checkpoint: the source's weights.
+    let (steps, losses) = (column(&dir.join("ft"), "step"), column(&dir.join("ft"), "loss"));
+    assert_eq!((steps[0], losses[0]), (Some(0.0), None));
+    assert!(column(&dir.join("ft"), "valid_acc")[0].is_some());
+    assert_eq!(summary(&dir.join("ft"))["best_step"], 0);
+    assert_eq!(max_weight_change(&src, &dir.join("ft"), "best"), 0.0);
     let apart = max_weight_change(&src, &dir.join("ft-scratch"), "best");
     assert!(apart > 1e-2, "a run from scratch ends {apart} from the source's weights");
+    assert_eq!(
+        column(&dir.join("ft-scratch"), "step")[0],
+        Some(1.0),
+        "only a fine-tuned run validates its start"
+    );
 
     let (c, s) = (config(&dir.join("ft")), config(&src));
     assert_eq!(c["init_from"]["run"], "ft-src");
@@ -682,7 +702,7 @@ fn init_from_starts_at_the_earlier_runs_best_weights() {
     let args = ["--data-dir", "speech", "--init-from", "ft-src", "--epochs", "1"];
     ok(&rnnlab(dir, &[&["train", "--model", "gru"], &args[..], &["--out", "ft-rate"]].concat()));
     let run = dir.join("ft-rate");
-    assert_eq!(column(&run, "lr")[0], Some(0.001));
+    assert_eq!(column(&run, "lr")[1], Some(0.001), "row 0 validates the start");
     assert_eq!(config(&run)["speed_perturb"], serde_json::json!([0.9, 1.1]));
 }
 
@@ -708,7 +728,7 @@ fn a_fine_tuned_run_resumes_exactly() {
     }
     assert_eq!(max_weight_change(&dir.join("ftr-full"), &dir.join("ftr-part"), "last"), 0.0);
     // the notebook's recipe has one rate, fine-tuned or not
-    assert_eq!(column(&dir.join("ftr-full"), "lr")[0], Some(0.01));
+    assert_eq!(column(&dir.join("ftr-full"), "lr")[1], Some(0.01));
 }
 
 /// `--init-from` refuses, naming the run and the conflict: a missing run, a

@@ -99,6 +99,12 @@ pub struct Settings {
     pub patience: Option<usize>,
     /// Losses are read back to the host at most this many steps apart.
     pub log_every: u64,
+    /// Validate the weights the run starts from before its first step (a
+    /// `metrics.csv` row at step 0), so that they can be the best checkpoint:
+    /// for a run that starts from trained weights, whose first steps may do
+    /// no better on validation than where they started.
+    #[serde(default)]
+    pub validate_at_start: bool,
 }
 
 impl Settings {
@@ -292,6 +298,18 @@ pub fn fit<T: Task>(
     };
     let mut metrics =
         MetricsWriter::<T::Scores>::open(&run.file("metrics.csv"), resume.then_some(st.step))?;
+    if !resume && settings.validate_at_start {
+        let eval = task.evaluate()?;
+        metrics.start_row(eval.loss, &eval.scores)?;
+        metrics.flush()?;
+        eprintln!("step 0/{}: {}", settings.steps, task.describe(&eval));
+        let (score, _) = task.monitor(&eval);
+        if !score.is_nan() {
+            st.best = Some(Best { step: 0, monitor: score, eval: eval.clone() });
+            run.save_checkpoint(task.var_store(), BEST)?;
+        }
+        st.last = Some((0, eval));
+    }
     reseed(settings.seed, st.step);
 
     let per_epoch = task.steps_per_epoch().max(1);

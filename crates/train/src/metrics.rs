@@ -36,8 +36,8 @@ pub const LEAD_COLUMNS: [&str; 5] = ["step", "epoch", "loss", "lr", "valid_loss"
 struct Row<'a, S> {
     step: u64,
     epoch: u64,
-    loss: f32,
-    lr: f64,
+    loss: Option<f32>,
+    lr: Option<f64>,
     valid_loss: Option<f64>,
     scores: &'a S,
     seconds: f64,
@@ -115,8 +115,8 @@ impl<S: Scores> MetricsWriter<S> {
             Some((valid_loss, scores)) => self.writer.serialize(Row {
                 step,
                 epoch,
-                loss,
-                lr,
+                loss: Some(loss),
+                lr: Some(lr),
                 valid_loss: Some(valid_loss),
                 scores,
                 seconds,
@@ -126,6 +126,21 @@ impl<S: Scores> MetricsWriter<S> {
             }
         };
         result.with_context(|| format!("writing {}", self.path.display()))
+    }
+
+    /// The validation of the weights a run starts from, before its first
+    /// step: step 0, with no training loss or rate.
+    pub fn start_row(&mut self, valid_loss: f64, scores: &S) -> anyhow::Result<()> {
+        let row = Row {
+            step: 0,
+            epoch: 0,
+            loss: None,
+            lr: None,
+            valid_loss: Some(valid_loss),
+            scores,
+            seconds: 0.0,
+        };
+        self.writer.serialize(row).with_context(|| format!("writing {}", self.path.display()))
     }
 
     /// Pushes the rows written so far to the file.
@@ -163,8 +178,8 @@ mod tests {
     struct AccRow {
         step: u64,
         epoch: u64,
-        loss: f32,
-        lr: f64,
+        loss: Option<f32>,
+        lr: Option<f64>,
         valid_loss: Option<f64>,
         valid_acc: Option<f64>,
         test_acc: Option<f64>,
@@ -179,6 +194,7 @@ mod tests {
         let acc = Acc { valid_acc: 0.5, test_acc: Some(0.25) };
         {
             let mut w = MetricsWriter::<Acc>::open(&path, None).unwrap();
+            w.start_row(2.75, &acc).unwrap();
             w.row(1, 0, 2.5, 0.1, None, 0.0101).unwrap();
             w.row(2, 0, 1.5, 0.1, Some((1.75, &acc)), 0.02).unwrap();
             w.row(3, 1, 0.5, 0.05, None, 0.03).unwrap();
@@ -188,20 +204,23 @@ mod tests {
         assert_eq!(
             text,
             "step,epoch,loss,lr,valid_loss,valid_acc,test_acc,seconds\n\
+             0,0,,,2.75,0.5,0.25,0.0\n\
              1,0,2.5,0.1,,,,0.01\n2,0,1.5,0.1,1.75,0.5,0.25,0.02\n3,1,0.5,0.05,,,,0.03\n"
         );
         let rows: Vec<AccRow> = read_rows(&path).unwrap();
-        assert_eq!(rows[1].valid_acc, Some(0.5));
-        assert_eq!(rows[0].valid_loss, None);
+        assert_eq!((rows[0].step, rows[0].loss, rows[0].lr), (0, None, None));
+        assert_eq!(rows[0].valid_loss, Some(2.75));
+        assert_eq!(rows[2].valid_acc, Some(0.5));
+        assert_eq!(rows[1].valid_loss, None);
         {
             let mut w = MetricsWriter::<Acc>::open(&path, Some(2)).unwrap();
             w.row(3, 1, 0.25, 0.05, None, 0.04).unwrap();
             w.flush().unwrap();
         }
         let rows: Vec<AccRow> = read_rows(&path).unwrap();
-        assert_eq!(rows.len(), 3);
-        assert_eq!((rows[2].step, rows[2].epoch, rows[2].loss), (3, 1, 0.25));
-        assert_eq!((rows[2].lr, rows[2].test_acc, rows[2].seconds), (0.05, None, 0.04));
+        assert_eq!(rows.len(), 4);
+        assert_eq!((rows[3].step, rows[3].epoch, rows[3].loss), (3, 1, Some(0.25)));
+        assert_eq!((rows[3].lr, rows[3].test_acc, rows[3].seconds), (Some(0.05), None, 0.04));
         // another model's file is refused, not mixed
         assert!(MetricsWriter::<NoScores>::open(&path, Some(2)).is_err());
         std::fs::remove_dir_all(&dir).unwrap();

@@ -299,6 +299,7 @@ fn train_lm<C: RecurrentCell>(
         clip_grad_norm: None,
         patience: None,
         log_every: per_epoch,
+        validate_at_start: false,
     };
     let _ = std::fs::remove_dir_all(dir);
     let run_dir = RunDir::create(Some(dir), "lm")?;
@@ -492,6 +493,7 @@ fn train_mlp(
         clip_grad_norm: None,
         patience: None,
         log_every: every,
+        validate_at_start: false,
     };
     let _ = std::fs::remove_dir_all(dir);
     let run_dir = RunDir::create(Some(dir), "mlp")?;

@@ -255,6 +255,7 @@ fn train(
         clip_grad_norm: None,
         patience: None,
         log_every: 1000,
+        validate_at_start: false,
     };
     let dir = nb.path(&format!("runs/{}", name.replace(' ', "-")));
     let _ = std::fs::remove_dir_all(&dir);

@@ -526,6 +526,7 @@ fn train_the_cnn(
         clip_grad_norm: None,
         patience: None,
         log_every: per_epoch,
+        validate_at_start: false,
     };
     let dir = nb.path("runs/cnn");
     let _ = std::fs::remove_dir_all(&dir);

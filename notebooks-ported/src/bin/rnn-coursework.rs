@@ -1109,6 +1109,7 @@ fn train(
         clip_grad_norm: recipe.clip_grad_norm,
         patience: None,
         log_every: loader.len() as u64,
+        validate_at_start: false,
     };
     say!(nb, "\n{label}: {} parameters", parameter_count(&vs));
     let dir = nb.path(&format!("runs/{label}"));

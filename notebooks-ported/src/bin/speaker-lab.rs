@@ -598,6 +598,7 @@ fn main() -> anyhow::Result<()> {
         clip_grad_norm: None,
         patience: None,
         log_every: per_epoch as u64,
+        validate_at_start: false,
     };
     let run_dir = nb.path("run");
     let _ = std::fs::remove_dir_all(&run_dir);
