@@ -356,6 +356,15 @@ fn elman_models_train_under_the_coursework_names() {
     assert_eq!(summary(&dir.join("results").join(run))["model"], "rnn_relu");
 }
 
+/// rnnlab with `args` fails, without a panic, and says `message`.
+fn fails_with(dir: &Path, args: &[&str], message: &str) {
+    let out = rnnlab(dir, args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{args:?} succeeded");
+    assert!(stderr.contains(message), "{args:?}: expected {message:?} in {stderr}");
+    assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+}
+
 #[test]
 fn bad_arguments_give_clear_errors() {
     let dir = workspace();
@@ -379,13 +388,7 @@ fn bad_arguments_give_clear_errors() {
         (&["--n-mfcc", "129"], "--n-mfcc must be between 1 and 128"),
     ];
     for (extra, message) in cases {
-        let mut args = vec!["train", "--model", "gru"];
-        args.extend_from_slice(extra);
-        let out = rnnlab(dir, &args);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{extra:?} succeeded");
-        assert!(stderr.contains(message), "{extra:?}: expected {message:?} in {stderr}");
-        assert!(!stderr.contains("panicked"), "{extra:?} panicked: {stderr}");
+        fails_with(dir, &[&["train", "--model", "gru"], extra].concat(), message);
     }
     // a resumed run keeps its config: flags that would change it are refused
     ok(&train(dir, &["--epochs", "1", "--out", "to-extend"]));
@@ -749,16 +752,8 @@ fn init_from_errors_name_the_run_and_the_conflict() {
         (&["--init-from", "fte-src", "--model", "wavenet"], "--init-from does not apply"),
     ];
     for (extra, message) in cases {
-        let mut args = vec!["train", "--data-dir", "speech"];
-        if !extra.contains(&"--model") {
-            args.extend_from_slice(&["--model", "gru"]);
-        }
-        args.extend_from_slice(extra);
-        let out = rnnlab(dir, &args);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{extra:?} succeeded");
-        assert!(stderr.contains(message), "{extra:?}: expected {message:?} in {stderr}");
-        assert!(!stderr.contains("panicked"), "{extra:?} panicked: {stderr}");
+        let model: &[&str] = if extra.contains(&"--model") { &[] } else { &["--model", "gru"] };
+        fails_with(dir, &[&["train", "--data-dir", "speech"], model, extra].concat(), message);
     }
     let out = rnnlab(dir, &["train", "--model", "gru", "--resume", "fte-src", "--init-from", "x"]);
     assert!(!out.status.success());
