@@ -24,6 +24,16 @@ pub enum ModelKind {
     Speaker,
 }
 
+impl ModelKind {
+    /// The model's name as on the command line (`gru`, `rnn_tanh`).
+    pub fn name(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+}
+
 /// Flags of `rnnlab train`. Flags left out take the chosen model's defaults.
 #[derive(Args, Debug, Clone)]
 pub struct TrainArgs {
@@ -232,10 +242,9 @@ pub fn run(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
         ModelKind::Speaker => Applies::Speaker,
         _ => Applies::Rnn,
     };
-    let name = serde_json::to_value(args.model)?;
     for (flag, given, applies) in model_flags(args) {
         if given && !applies.contains(&kind) {
-            anyhow::bail!("{flag} does not apply to --model {}", name.as_str().unwrap_or_default());
+            anyhow::bail!("{flag} does not apply to --model {}", args.model.name());
         }
     }
     if args.resume.is_some() {

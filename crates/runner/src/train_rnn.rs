@@ -118,11 +118,6 @@ pub struct InitFrom {
     pub checkpoint: String,
 }
 
-/// The model's name as on the command line (`gru`, `rnn_tanh`).
-fn model_name(kind: ModelKind) -> String {
-    serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
-}
-
 /// `--init-from DIR`: the new run takes the earlier run's model shape and
 /// its features (MFCC settings, silence trimming, and the standardisation
 /// fitted on that run's training split, so the weights see inputs on the
@@ -136,14 +131,14 @@ fn start_from(cfg: &mut RnnRunConfig, args: &TrainArgs, dir: &Path) -> anyhow::R
     let Some(src) = config.as_rnn() else {
         bail!(
             "{flag}: that run's model is {}, not a recurrent word classifier",
-            model_name(config.kind())
+            config.kind().name()
         );
     };
     ensure!(
         config.kind() == args.model,
         "{flag}: that run trained --model {}, not {}",
-        model_name(config.kind()),
-        model_name(args.model)
+        config.kind().name(),
+        args.model.name()
     );
     ensure!(
         src.recipe == cfg.recipe,
@@ -580,12 +575,8 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
                 start_from(&mut cfg, args, dir)?;
             }
             // The model's name as on the command line: `gru`, `rnn_tanh`, `bilstm`.
-            let model = serde_json::to_value(args.model)?;
-            let name = format!(
-                "{}{}",
-                if cfg.bidirectional { "bi" } else { "" },
-                model.as_str().unwrap_or("rnn")
-            );
+            let name =
+                format!("{}{}", if cfg.bidirectional { "bi" } else { "" }, args.model.name());
             (RunDir::create(args.out.as_deref(), &name)?, cfg)
         }
     };

@@ -17,14 +17,9 @@ use std::path::{Path, PathBuf};
 pub const MODELS: [ModelKind; 4] =
     [ModelKind::RnnTanh, ModelKind::RnnRelu, ModelKind::Lstm, ModelKind::Gru];
 
-/// The model's name as on the command line (`gru`, `rnn_tanh`).
-fn name(model: ModelKind) -> String {
-    serde_json::to_value(model).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
-}
-
 fn label(run: &Run, cfg: &RnnRunConfig) -> String {
     let bi = if cfg.bidirectional { "bi" } else { "" };
-    format!("{bi}{} ({})", name(run.model), cfg.recipe)
+    format!("{bi}{} ({})", run.model.name(), cfg.recipe)
 }
 
 fn test_accuracy(run: &Run) -> Option<f64> {
@@ -112,7 +107,7 @@ pub fn compare(runs: &[Run], results: &Path) -> anyhow::Result<Vec<PathBuf>> {
         for (i, (run, cfg)) in chosen.iter().enumerate() {
             let m = Metrics::read(&run.dir.join("metrics.csv"))?;
             let test = test_accuracy(run).unwrap_or(f64::NAN);
-            let name = format!("{} (test {test:.3})", name(run.model));
+            let name = format!("{} (test {test:.3})", run.model.name());
             let row = cfg.valid_every.max(1);
             loss.series.push(Series::new(&name, row_average(&m.xy("step", "loss")?, row), i));
             acc.series.push(Series::new(&name, m.xy("step", "valid_acc")?, i));
@@ -178,7 +173,7 @@ fn compare_sweep(
             let tests: Vec<f64> = runs.iter().map(|r| r.2).collect();
             let t = stats(&tests);
             let label =
-                format!("{} (test {:.3} ± {:.3}, {} seeds)", name(*model), t.mean, t.sd, t.n);
+                format!("{} (test {:.3} ± {:.3}, {} seeds)", model.name(), t.mean, t.sd, t.n);
             let (mut losses, mut accs) = (Vec::new(), Vec::new());
             for (rd, cfg, _) in runs {
                 let m = Metrics::read(&rd.join("metrics.csv"))?;
