@@ -8,7 +8,7 @@ PROFILE := --release
 RNNLAB := target/release/rnnlab
 DEVICE ?= auto
 
-.PHONY: setup build run train finetune bench-rnn info test lint data
+.PHONY: setup build run train bench-rnn info test lint data
 
 setup:
 	@./scripts/setup.sh
@@ -18,6 +18,8 @@ build: setup
 
 ## The main job: train MODEL (gru, lstm, rnn_tanh, rnn_relu, bigru, bilstm) on the
 ## synthetic set (made on first use) or DATA_DIR; ARGS adds any `rnnlab train` flag.
+## On a small DATA_DIR the GRU and LSTM are first pretrained on synthetic voices
+## (made once under data/pretrain/; ARGS="--pretrain none" trains from scratch).
 MODEL ?= gru
 ENGINE ?= custom
 ARGS ?=
@@ -28,24 +30,6 @@ run: train
 train: build
 	$(RNNLAB) --device $(DEVICE) train --model $(TRAIN_MODEL) $(TRAIN_BIDIR) --engine $(ENGINE) \
 		$(if $(DATA_DIR),--data-dir $(DATA_DIR),) $(ARGS)
-
-## A small corpus of your own recordings (DATA_DIR): train MODEL first on many
-## synthetic voices of the words, made in the recordings' conditions (PRETRAIN_RATE Hz,
-## clips of at most PRETRAIN_SECONDS), then fine-tune it on DATA_DIR (`--init-from`).
-## The synthetic set and the pretrained run are made once per conditions and model.
-PRETRAIN_RATE ?= 8000
-PRETRAIN_SECONDS ?= 0.8
-PRETRAIN_DATA = data/pretrain-$(PRETRAIN_RATE)hz-$(PRETRAIN_SECONDS)s
-PRETRAIN_RUN = results/pretrain-$(MODEL)-$(PRETRAIN_RATE)hz-$(PRETRAIN_SECONDS)s
-finetune: build
-	@test -n "$(DATA_DIR)" || { echo "make finetune: name your corpus with DATA_DIR=<folder>" >&2; exit 2; }
-	@test -f $(PRETRAIN_DATA)/data_speech_commands_v0.02/synth.json || \
-		$(RNNLAB) data synth --out $(PRETRAIN_DATA) --sample-rate $(PRETRAIN_RATE) --max-seconds $(PRETRAIN_SECONDS)
-	@test -f $(PRETRAIN_RUN)/summary.json || { rm -rf $(PRETRAIN_RUN) && \
-		$(RNNLAB) --device $(DEVICE) train --model $(TRAIN_MODEL) $(TRAIN_BIDIR) --engine $(ENGINE) \
-		--data-dir $(PRETRAIN_DATA) --out $(PRETRAIN_RUN); }
-	$(RNNLAB) --device $(DEVICE) train --model $(TRAIN_MODEL) $(TRAIN_BIDIR) --engine $(ENGINE) \
-		--data-dir $(DATA_DIR) --init-from $(PRETRAIN_RUN) $(ARGS)
 
 ## Speed of a training step over a grid of batch and hidden sizes: the custom
 ## kernels and libtorch's fused engine against nn.LSTM/nn.GRU (and the notebook's

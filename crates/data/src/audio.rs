@@ -35,6 +35,18 @@ pub fn read_wav(path: &Path) -> Result<Vec<f32>> {
         .map_err(|reason| DataError::Wav { path: path.into(), reason })
 }
 
+/// A WAV file's sample rate and length in seconds, from its header alone.
+pub fn wav_info(path: &Path) -> Result<(u32, f64)> {
+    let reader = hound::WavReader::open(path)
+        .map_err(|e| DataError::Wav { path: path.into(), reason: describe(e) })?;
+    let rate = reader.spec().sample_rate;
+    if rate == 0 {
+        let reason = "the header declares a sample rate of 0 Hz".into();
+        return Err(DataError::Wav { path: path.into(), reason });
+    }
+    Ok((rate, reader.duration() as f64 / rate as f64))
+}
+
 /// Decodes a WAV stream into mono f32 samples at the file's own rate; `path` only names
 /// the source in errors. Returns `(samples, sample_rate)`.
 pub fn decode_wav<R: Read>(reader: R, path: &Path) -> Result<(Vec<f32>, u32)> {

@@ -13,6 +13,7 @@ mod info;
 mod mfcc_cmd;
 mod plots;
 mod predict;
+mod pretrain;
 mod speaker;
 mod sweep;
 mod train;

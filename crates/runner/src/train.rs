@@ -59,6 +59,19 @@ pub struct TrainArgs {
     /// own, and the default recipe then fine-tunes at 0.001.
     #[arg(long, value_name = "RUN", conflicts_with = "resume")]
     pub init_from: Option<PathBuf>,
+    /// Recurrent classifiers: `auto` (the default) pretrains the default
+    /// recipe's LSTM or GRU on a small corpus (one whose 5 epochs fall short
+    /// of 450 steps): first on many synthetic voices of the same words, made
+    /// in the corpus's sample rate and clip length (and, for a synthetic
+    /// corpus, none of its validation and test voices), then fine-tuned on
+    /// the corpus as with --init-from. Made once under data/pretrain/ and
+    /// reused; needs espeak-ng. `none` trains from scratch.
+    #[arg(long, value_enum, conflicts_with = "init_from")]
+    pub pretrain: Option<crate::pretrain::PretrainArg>,
+    /// Recurrent classifiers: clips per word of the synthetic set that
+    /// `--pretrain auto` makes (default 1250, as `rnnlab data synth`).
+    #[arg(long, value_name = "N")]
+    pub pretrain_clips: Option<usize>,
     /// Random seed: the same seed on CPU gives the same metrics.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -175,6 +188,22 @@ pub struct TrainArgs {
     pub gamma: Option<f64>,
 }
 
+impl TrainArgs {
+    /// The flags of `rnnlab train --model <model>` and nothing else: every
+    /// other flag at its default, as the command line would leave it.
+    pub fn for_model(model: ModelKind) -> TrainArgs {
+        #[derive(clap::Parser)]
+        struct Train {
+            #[command(flatten)]
+            args: TrainArgs,
+        }
+        let name = model.name();
+        <Train as clap::Parser>::try_parse_from(["train", "--model", name.as_str()])
+            .expect("`--model` alone parses")
+            .args
+    }
+}
+
 /// `--speed-speakers`: speeds, comma-separated, or `none`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Speeds(pub Vec<f64>);
@@ -208,6 +237,8 @@ fn model_flags(args: &TrainArgs) -> Vec<(&'static str, bool, &'static [Applies])
     vec![
         ("--bidir", args.bidir, &[Rnn]),
         ("--init-from", args.init_from.is_some(), &[Rnn]),
+        ("--pretrain", args.pretrain.is_some(), &[Rnn]),
+        ("--pretrain-clips", args.pretrain_clips.is_some(), &[Rnn]),
         ("--coursework", args.coursework, &[Rnn]),
         ("--no-augment", args.no_augment, &[Rnn]),
         ("--speed-perturb", args.speed_perturb.is_some(), &[Rnn]),

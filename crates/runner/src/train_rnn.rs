@@ -116,6 +116,10 @@ pub struct InitFrom {
     pub run: PathBuf,
     /// Its checkpoint that was loaded (`best`).
     pub checkpoint: String,
+    /// Made by the recipe's pretraining of a small corpus (`--pretrain
+    /// auto`), rather than named with `--init-from`.
+    #[serde(default)]
+    pub by_recipe: bool,
 }
 
 /// `--init-from DIR`: the new run takes the earlier run's model shape and
@@ -123,9 +127,20 @@ pub struct InitFrom {
 /// fitted on that run's training split, so the weights see inputs on the
 /// scale they were trained on); data, rate, budget, seed and augmentation
 /// stay the new run's own. A flag that would change the shape or the
-/// features is refused rather than quietly overridden.
-fn start_from(cfg: &mut RnnRunConfig, args: &TrainArgs, dir: &Path) -> anyhow::Result<()> {
-    let flag = format!("--init-from {}", dir.display());
+/// features is refused rather than quietly overridden. Without `--lr` the
+/// run fine-tunes at the recipe's fine-tuning rate. `by_recipe`: the run is
+/// the recipe's pretraining (`--pretrain auto`), not one named with the flag.
+fn start_from(
+    cfg: &mut RnnRunConfig,
+    args: &TrainArgs,
+    dir: &Path,
+    by_recipe: bool,
+) -> anyhow::Result<()> {
+    let flag = if by_recipe {
+        format!("the pretrained run {}", dir.display())
+    } else {
+        format!("--init-from {}", dir.display())
+    };
     ensure!(dir.is_dir(), "{flag}: no such run folder");
     let config = RunConfig::read(dir).with_context(|| flag.clone())?;
     let Some(src) = config.as_rnn() else {
@@ -185,7 +200,10 @@ fn start_from(cfg: &mut RnnRunConfig, args: &TrainArgs, dir: &Path) -> anyhow::R
     cfg.lengths = src.lengths;
     cfg.forget_bias = src.forget_bias;
     cfg.augment = cfg.augment.map(|_| SpecAugment::for_coefficients(cfg.mfcc.n_mfcc));
-    cfg.init_from = Some(InitFrom { run: dir.to_path_buf(), checkpoint: "best".into() });
+    cfg.init_from = Some(InitFrom { run: dir.to_path_buf(), checkpoint: "best".into(), by_recipe });
+    if args.lr.is_none() {
+        cfg.lr = recipe_of(args).fine_tune_lr_for(cfg.rnn.mode);
+    }
     Ok(())
 }
 
@@ -206,16 +224,12 @@ fn mode_of(model: ModelKind) -> anyhow::Result<Mode> {
 /// SpecAugment and is tuned (on the validation split) to generalise to unseen
 /// voices in the same 5-epoch budget.
 fn resolve(args: &TrainArgs) -> anyhow::Result<RnnRunConfig> {
-    let r = if args.coursework { SPEECH_COURSEWORK } else { SPEECH_DEFAULT };
+    let r = recipe_of(args);
     let hidden = args.hidden.unwrap_or(r.hidden_size);
     let layers = args.layers.unwrap_or(r.num_layers);
     let batch_size = args.batch_size.unwrap_or(r.batch_size);
     let mode = mode_of(args.model)?;
-    let lr = args.lr.unwrap_or(if args.init_from.is_some() {
-        r.fine_tune_lr_for(mode)
-    } else {
-        r.lr_for(mode)
-    });
+    let lr = args.lr.unwrap_or(r.lr_for(mode));
     let epochs = args.epochs.unwrap_or(r.epochs);
     let valid_every = args.valid_every.unwrap_or(r.valid_every);
     ensure!(hidden > 0, "--hidden must be positive, got {hidden}");
@@ -293,6 +307,15 @@ fn resolve(args: &TrainArgs) -> anyhow::Result<RnnRunConfig> {
     })
 }
 
+/// The recipe of a run's flags: the notebook's with `--coursework`.
+pub(crate) fn recipe_of(args: &TrainArgs) -> SpeechRecipe {
+    if args.coursework {
+        SPEECH_COURSEWORK
+    } else {
+        SPEECH_DEFAULT
+    }
+}
+
 /// The synthetic set, made when the default folder holds no data set yet.
 /// Runs started together (a local sweep's `--jobs`) take turns on a lock file
 /// in the folder, so one of them makes the set and the others find it made,
@@ -316,7 +339,7 @@ fn ensure_default_data(dir: &Path) -> anyhow::Result<()> {
 
 /// `path` opened (created if need be) and locked exclusively, waiting for
 /// another process's lock to go; the lock goes when the file is dropped.
-fn lock_exclusive(path: &Path) -> anyhow::Result<std::fs::File> {
+pub(crate) fn lock_exclusive(path: &Path) -> anyhow::Result<std::fs::File> {
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -572,7 +595,17 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
         None => {
             let mut cfg = resolve(args)?;
             if let Some(dir) = &args.init_from {
-                start_from(&mut cfg, args, dir)?;
+                start_from(&mut cfg, args, dir, false)?;
+            } else {
+                ensure_default_data(&cfg.data_dir)?;
+                let cache = Arc::new(feature_cache(&cfg)?);
+                let train =
+                    SpeechCommands::with_cache(&cfg.data_dir, Split::Train, &cfg.classes, cache)?;
+                if let Some(dir) =
+                    crate::pretrain::pretrained_run(&cfg, args, train.items(), device)?
+                {
+                    start_from(&mut cfg, args, &dir, true)?;
+                }
             }
             // The model's name as on the command line: `gru`, `rnn_tanh`, `bilstm`.
             let name =
@@ -584,7 +617,7 @@ pub fn train(args: &TrainArgs, device: Device) -> anyhow::Result<()> {
         Some(dir) => RunConfig::read(dir)?.kind(),
         None => args.model,
     };
-    let recipe = if args.coursework { SPEECH_COURSEWORK } else { SPEECH_DEFAULT };
+    let recipe = recipe_of(args);
     let auto_speeds = args.resume.is_none() && args.speed_perturb.is_none();
     let splits = load_splits(&mut cfg, auto_speeds.then_some(&recipe), device)?;
     if args.resume.is_none() && args.epochs.is_none() {

@@ -32,6 +32,8 @@ fn workspace() -> &'static Path {
                 "gru",
                 "--data-dir",
                 "speech",
+                "--pretrain",
+                "none",
                 "--hidden",
                 "32",
                 "--epochs",

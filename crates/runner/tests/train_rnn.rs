@@ -54,6 +54,10 @@ fn train_model(dir: &Path, model: &str, extra: &[&str]) -> Output {
     if !extra.contains(&"--valid-every") {
         args.extend_from_slice(&["--valid-every", "2"]);
     }
+    // from scratch, unless the test is about the run's starting weights
+    if !extra.iter().any(|a| ["--init-from", "--pretrain"].contains(a)) {
+        args.extend_from_slice(&["--pretrain", "none"]);
+    }
     args.extend_from_slice(extra);
     rnnlab(dir, &args)
 }
@@ -431,7 +435,7 @@ fn resume_after_kill_9_mid_epoch_is_exact() {
     let kill = per_epoch + 3;
     let out = Command::new(RNNLAB)
         .args(["--device", "cpu", "train", "--model", "gru", "--data-dir", "speech"])
-        .args(["--hidden", "8", "--batch-size", "16", "--seed", "7"])
+        .args(["--hidden", "8", "--batch-size", "16", "--seed", "7", "--pretrain", "none"])
         .args(args)
         .args(["--out", "killed"])
         .env("RNNLAB_KILL_AT_STEP", kill.to_string())
@@ -671,7 +675,7 @@ fn init_from_starts_at_the_earlier_runs_best_weights() {
         rnnlab(dir, &args)
     };
     ok(&fine_tune("ft", &["--init-from", "ft-src"]));
-    ok(&fine_tune("ft-scratch", &["--n-mfcc", "13", "--hidden", "8"]));
+    ok(&fine_tune("ft-scratch", &["--n-mfcc", "13", "--hidden", "8", "--pretrain", "none"]));
     let src = dir.join("ft-src");
     let moved = weight_change(&src, "best", &dir.join("ft"), "last");
     assert!(moved < 1e-6, "fine-tuning at lr 1e-9 moved a weight by {moved}");
@@ -758,4 +762,124 @@ fn init_from_errors_name_the_run_and_the_conflict() {
     let out = rnnlab(dir, &["train", "--model", "gru", "--resume", "fte-src", "--init-from", "x"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"));
+}
+
+/// The file's modification time.
+fn mtime(path: &Path) -> std::time::SystemTime {
+    std::fs::metadata(path).unwrap().modified().unwrap()
+}
+
+/// On a small corpus the default recipe's GRU first trains on synthetic
+/// voices of the same words (here a set of 12 clips per word), made in the
+/// corpus's conditions and without its validation and test voices, then
+/// fine-tunes from that run's best weights at the fine-tuning rate. Set and
+/// run are made once and found by the next run; an unfinished pretraining
+/// run is made again; `--pretrain none`, the coursework and the Elman RNNs
+/// train from scratch.
+#[test]
+fn a_small_corpus_is_pretrained_on_synthetic_voices_first() {
+    let dir = workspace();
+    let auto = ["--pretrain", "auto", "--pretrain-clips", "12", "--epochs", "1"];
+    let out = train(dir, &[&auto[..], &["--out", "pt"]].concat());
+    ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("synthesising the pretraining set"), "{stderr}");
+    let c = config(&dir.join("pt"));
+    let from = c["init_from"]["run"].as_str().unwrap().to_string();
+    assert!(from.starts_with("data/pretrain/16000hz-1s-12clips-x"), "{from}");
+    assert_eq!(c["init_from"]["by_recipe"], true);
+    assert_eq!(column(&dir.join("pt"), "step")[0], Some(0.0), "the start is validated");
+    assert_eq!(column(&dir.join("pt"), "lr")[1], Some(0.001));
+
+    // the set: the corpus's rate and one-second clips, none of its held-out voices
+    let manifest = |set: &Path| -> serde_json::Value {
+        let path = set.join("data_speech_commands_v0.02/synth.json");
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    let run = dir.join(&from);
+    let set = run.parent().unwrap().join("set");
+    let (theirs, mine) = (manifest(&dir.join("speech")), manifest(&set));
+    let mut held_out: Vec<String> = [1, 2]
+        .iter()
+        .flat_map(|&i| {
+            let v = theirs["variants"][i].as_array().unwrap().iter();
+            v.chain(theirs["voices"][i].as_array().unwrap()).map(|s| s.as_str().unwrap().into())
+        })
+        .collect();
+    held_out.sort();
+    held_out.dedup();
+    assert!(!held_out.is_empty());
+    assert_eq!(mine["config"]["exclude_voices"], serde_json::json!(held_out));
+    assert_eq!(mine["config"]["per_class"], 12);
+    assert_eq!(mine["config"]["sample_rate"], theirs["config"]["sample_rate"]);
+    for i in 0..3 {
+        for v in mine["variants"][i].as_array().unwrap() {
+            assert!(!held_out.contains(&v.as_str().unwrap().to_string()), "{v} is held out");
+        }
+    }
+    // the pretrained run: the same model, from scratch, on the set
+    let p = config(&run);
+    assert_eq!(p["rnn"], c["rnn"]);
+    assert!(p["init_from"].is_null());
+    assert_eq!(p["seed"], 0);
+    assert!(run.join("summary.json").is_file());
+
+    // found the second time; at lr 1e-9 the run keeps the pretrained weights
+    let made = mtime(&set.join("data_speech_commands_v0.02/synth.json"));
+    let out = train(dir, &[&auto[..], &["--lr", "1e-9", "--out", "pt-still"]].concat());
+    ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("synthesising") && !stderr.contains("pretraining gru"), "{stderr}");
+    assert_eq!(mtime(&set.join("data_speech_commands_v0.02/synth.json")), made);
+    let moved = weight_change(&run, "best", &dir.join("pt-still"), "last");
+    assert!(moved < 1e-6, "fine-tuning at lr 1e-9 moved a weight by {moved}");
+
+    // a pretraining run without summary.json did not finish: it is made again
+    std::fs::remove_file(run.join("summary.json")).unwrap();
+    let out = train(dir, &[&auto[..], &["--out", "pt-again"]].concat());
+    ok(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pretraining gru"));
+    assert!(run.join("summary.json").is_file());
+
+    // from scratch: --pretrain none, the coursework, the Elman RNNs
+    ok(&train(dir, &["--epochs", "1", "--out", "pt-none"]));
+    ok(&train(dir, &["--coursework", "--epochs", "1", "--out", "pt-cw"]));
+    ok(&train_model(dir, "rnn_relu", &["--pretrain", "auto", "--epochs", "1", "--out", "pt-relu"]));
+    for run in ["pt-none", "pt-cw", "pt-relu"] {
+        assert!(config(&dir.join(run))["init_from"].is_null(), "{run}");
+    }
+    assert_eq!(column(&dir.join("pt-none"), "lr")[0], Some(0.004));
+}
+
+/// `--pretrain` and `--pretrain-clips` refuse what they cannot do, naming it.
+#[test]
+fn pretrain_errors_name_the_conflict() {
+    let dir = workspace();
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["--pretrain", "auto", "--coursework"],
+            "--pretrain auto does not combine with --coursework",
+        ),
+        (
+            &["--pretrain", "none", "--pretrain-clips", "20"],
+            "--pretrain-clips sizes the synthetic set",
+        ),
+        (&["--pretrain", "auto", "--pretrain-clips", "5"], "--pretrain-clips must be at least 10"),
+        (&["--pretrain", "none", "--init-from", "x"], "cannot be used with"),
+        (
+            &["--pretrain", "none", "--model", "wavenet"],
+            "--pretrain does not apply to --model wavenet",
+        ),
+        (&["--pretrain", "maybe"], "invalid value 'maybe'"),
+    ];
+    for (extra, message) in cases {
+        let model: &[&str] = if extra.contains(&"--model") { &[] } else { &["--model", "gru"] };
+        fails_with(dir, &[&["train", "--data-dir", "speech"], model, extra].concat(), message);
+    }
+    ok(&train(dir, &["--epochs", "1", "--out", "pte"]));
+    fails_with(
+        dir,
+        &["train", "--model", "gru", "--resume", "pte", "--pretrain", "none"],
+        "--pretrain cannot change a resumed run",
+    );
 }

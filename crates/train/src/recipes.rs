@@ -49,6 +49,10 @@ pub struct SpeechRecipe {
     /// Speed perturbation: on a small corpus (one whose epochs fall short of
     /// `min_steps`), every training clip is also played at these speeds.
     pub speed_perturb: &'static [f64],
+    /// On a small corpus, the gated cells (LSTM, GRU) first train on many
+    /// synthetic voices of the same words and then fine-tune on the corpus
+    /// at `fine_tune_lr` (see [`SpeechRecipe::pretrains`]).
+    pub pretrain: bool,
 }
 
 /// The default recipe: hidden 128, 2 layers, batch 32, Adam at 0.004 on a
@@ -84,6 +88,11 @@ pub struct SpeechRecipe {
 /// voices. Chosen on small corpora's validation splits, with pretraining sets
 /// that share none of their held-out voices, over 0.0001 to 0.004, and with
 /// the copies over without them.
+///
+/// On a small corpus the LSTM and the GRU are pretrained that way by
+/// default: a corpus of a few voices cannot teach the accents it never
+/// speaks, and no change screened in training from scratch made up for it,
+/// while many synthetic voices first did.
 pub const SPEECH_DEFAULT: SpeechRecipe = SpeechRecipe {
     name: "default",
     hidden_size: 128,
@@ -102,6 +111,7 @@ pub const SPEECH_DEFAULT: SpeechRecipe = SpeechRecipe {
     standardize: true,
     n_mfcc: 10,
     speed_perturb: &[0.9, 1.1],
+    pretrain: true,
 };
 
 /// The coursework notebook's settings: raw int16 scale, hidden 32, 2 layers,
@@ -124,6 +134,7 @@ pub const SPEECH_COURSEWORK: SpeechRecipe = SpeechRecipe {
     standardize: false,
     n_mfcc: 20,
     speed_perturb: &[],
+    pretrain: false,
 };
 
 impl SpeechRecipe {
@@ -167,11 +178,24 @@ impl SpeechRecipe {
     /// `steps_per_epoch` batches: the recipe's when the corpus is small (its
     /// epochs alone fall short of `min_steps`), none otherwise.
     pub fn speed_perturb_for(&self, steps_per_epoch: usize) -> &'static [f64] {
-        if self.epochs * steps_per_epoch < self.min_steps {
+        if self.is_small(steps_per_epoch) {
             self.speed_perturb
         } else {
             &[]
         }
+    }
+
+    /// Whether a model of `mode` on a training split of `steps_per_epoch`
+    /// batches is first pretrained on synthetic voices: where the recipe
+    /// does, for the gated cells (the only ones measured with it), on a
+    /// small corpus.
+    pub fn pretrains(&self, mode: Mode, steps_per_epoch: usize) -> bool {
+        self.pretrain && mode.is_gated() && self.is_small(steps_per_epoch)
+    }
+
+    /// A small corpus: its epochs alone fall short of `min_steps`.
+    fn is_small(&self, steps_per_epoch: usize) -> bool {
+        self.epochs * steps_per_epoch < self.min_steps
     }
 }
 
@@ -192,6 +216,15 @@ mod tests {
         assert!(SPEECH_DEFAULT.speed_perturb_for(94).is_empty());
         assert_eq!(SPEECH_DEFAULT.speed_perturb_for(19), [0.9, 1.1]);
         assert!(SPEECH_COURSEWORK.speed_perturb_for(19).is_empty());
+        // and so does pretraining, for the gated cells of the default recipe
+        assert!(
+            SPEECH_DEFAULT.pretrains(Mode::Gru, 19) && SPEECH_DEFAULT.pretrains(Mode::Lstm, 89)
+        );
+        assert!(
+            !SPEECH_DEFAULT.pretrains(Mode::Gru, 90) && !SPEECH_DEFAULT.pretrains(Mode::Gru, 94)
+        );
+        assert!(!SPEECH_DEFAULT.pretrains(Mode::RnnTanh, 19));
+        assert!(!SPEECH_COURSEWORK.pretrains(Mode::Gru, 19));
         // the floor counts every version: two copies of a 19-batch split
         // make 57 batches an epoch, and 3 x 450 steps over them are 24 epochs
         let epochs = SPEECH_DEFAULT.epochs_with_copies(19, 57, 2);
