@@ -20,7 +20,7 @@ use crate::train_rnn::{lock_exclusive, RnnRunConfig};
 use anyhow::{ensure, Context};
 use clap::ValueEnum;
 use data::speech_commands::SpeechCommands;
-use data::synth::{generate, held_out_voices, Conditions, SynthConfig, DEFAULT_PER_CLASS};
+use data::synth::{generate, held_out_voices, Conditions, SynthConfig};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tch::Device;
@@ -79,16 +79,15 @@ impl Plan {
         Ok(Plan { sample_rate, max_seconds, per_class, exclude_voices })
     }
 
-    /// The folder of the set and its runs: `8000hz-0.8s`, then the clips per
-    /// word when not the default, and a hash of the voices left out.
+    /// The folder of the set and its runs: `8000hz-0.8s-2500clips`, then a
+    /// hash of the voices left out. Every setting of the set is in the name,
+    /// so a set made under other settings is never taken for this one.
     pub fn key(&self) -> String {
         let mut key = match self.max_seconds {
             Some(s) => format!("{}hz-{s:.1}s", self.sample_rate),
             None => format!("{}hz-1s", self.sample_rate),
         };
-        if self.per_class != DEFAULT_PER_CLASS {
-            key += &format!("-{}clips", self.per_class);
-        }
+        key += &format!("-{}clips", self.per_class);
         if !self.exclude_voices.is_empty() {
             // FNV-1a: stable across builds, unlike std's hasher
             let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -162,7 +161,9 @@ pub fn pretrained_run(
     if off || !recipe.pretrains(cfg.rnn.mode, batches) {
         return Ok(None);
     }
-    let per_class = args.pretrain_clips.unwrap_or(DEFAULT_PER_CLASS);
+    let Some(per_class) = args.pretrain_clips.or(recipe.pretrain_clips) else {
+        return Ok(None);
+    };
     ensure!(per_class >= 10, "--pretrain-clips must be at least 10, got {per_class}");
     let plan = Plan::for_corpus(&cfg.data_dir, train, per_class)?;
     let dir = Path::new(DEFAULT_ROOT).join(plan.key());
@@ -175,15 +176,19 @@ pub fn pretrained_run(
     );
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let _lock = lock_exclusive(&dir.join(".lock"))?;
-    if SpeechCommands::resolve_root(&set).map_or(true, |r| !r.join("synth.json").is_file()) {
-        eprintln!("synthesising the pretraining set {} (espeak-ng)", set.display());
-        generate(&set, &plan.synth_config()).with_context(|| {
-            format!(
-                "making the pretraining set {} (needs espeak-ng: `make setup`; or train from \
-                 scratch with --pretrain none)",
-                set.display()
-            )
-        })?;
+    let manifest = SpeechCommands::resolve_root(&set).map(|r| r.join("synth.json"));
+    match manifest {
+        Ok(path) if path.is_file() => check_set(&path, &plan.synth_config())?,
+        _ => {
+            eprintln!("synthesising the pretraining set {} (espeak-ng)", set.display());
+            generate(&set, &plan.synth_config()).with_context(|| {
+                format!(
+                    "making the pretraining set {} (needs espeak-ng: `make setup`; or train \
+                     from scratch with --pretrain none)",
+                    set.display()
+                )
+            })?;
+        }
     }
     if !run.join("summary.json").is_file() {
         if run.exists() {
@@ -195,6 +200,22 @@ pub fn pretrained_run(
             .with_context(|| format!("pretraining {}", run.display()))?;
     }
     Ok(Some(run))
+}
+
+/// A set found made is the one planned: its `synth.json` records the same
+/// settings (a folder copied or edited by hand would otherwise be trusted).
+fn check_set(manifest: &Path, want: &SynthConfig) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(manifest)
+        .with_context(|| format!("reading {}", manifest.display()))?;
+    let found: data::synth::SynthSummary = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a synthetic set's manifest", manifest.display()))?;
+    ensure!(
+        &found.config == want,
+        "{}: this pretraining set was made with other settings than the run asks for; \
+         remove its folder to make it again",
+        manifest.display()
+    );
+    Ok(())
 }
 
 /// The pretraining run's flags: the corpus run's model shape and features
@@ -239,7 +260,7 @@ mod tests {
             write_wav_i16(&path, &vec![0.1; n], rate).unwrap();
             train.push((path, 0));
         }
-        let plan = Plan::for_corpus(&dir, &train, DEFAULT_PER_CLASS).unwrap();
+        let plan = Plan::for_corpus(&dir, &train, 2500).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
         plan
     }
@@ -252,13 +273,13 @@ mod tests {
         let p = plan_of("short", &[(8000, 0.31), (8000, 0.6), (16000, 0.72), (8000, 0.52)]);
         assert_eq!((p.sample_rate, p.max_seconds), (8000, Some(0.8)));
         assert!(p.exclude_voices.is_empty());
-        assert_eq!(p.key(), "8000hz-0.8s");
+        assert_eq!(p.key(), "8000hz-0.8s-2500clips");
         let exact = plan_of("exact", &[(16000, 0.6), (16000, 0.4)]);
         assert_eq!((exact.sample_rate, exact.max_seconds), (16000, Some(0.6)));
         let tiny = plan_of("tiny", &[(8000, 0.2)]);
         assert_eq!(tiny.max_seconds, Some(data::synth::MIN_CLIP_SECONDS));
         let long = plan_of("long", &[(22050, 1.0), (22050, 1.4)]);
-        assert_eq!((long.key().as_str(), long.max_seconds), ("22050hz-1s", None));
+        assert_eq!((long.key().as_str(), long.max_seconds), ("22050hz-1s-2500clips", None));
         let cfg = long.synth_config();
         assert_eq!((cfg.conditions.sample_rate, cfg.conditions.max_seconds), (22050, None));
     }
@@ -269,14 +290,14 @@ mod tests {
         let base = Plan {
             sample_rate: 8000,
             max_seconds: Some(0.6),
-            per_class: DEFAULT_PER_CLASS,
+            per_class: 2500,
             exclude_voices: Vec::new(),
         };
         let some = Plan { exclude_voices: vec!["f3".into(), "m1".into()], ..base.clone() };
         let other = Plan { exclude_voices: vec!["f3".into(), "m2".into()], ..base.clone() };
         let fewer = Plan { per_class: 300, ..base.clone() };
         assert_eq!(fewer.key(), "8000hz-0.6s-300clips");
-        assert!(some.key().starts_with("8000hz-0.6s-x") && some.key().len() == 21);
+        assert!(some.key().starts_with("8000hz-0.6s-2500clips-x") && some.key().len() == 31);
         assert_ne!(some.key(), other.key());
         assert_eq!(some.key(), some.clone().key());
         assert_eq!(some.synth_config().exclude_voices, some.exclude_voices);

@@ -69,7 +69,7 @@ pub struct TrainArgs {
     #[arg(long, value_enum, conflicts_with = "init_from")]
     pub pretrain: Option<crate::pretrain::PretrainArg>,
     /// Recurrent classifiers: clips per word of the synthetic set that
-    /// `--pretrain auto` makes (default 1250, as `rnnlab data synth`).
+    /// `--pretrain auto` makes (default recipe: 2500).
     #[arg(long, value_name = "N")]
     pub pretrain_clips: Option<usize>,
     /// Random seed: the same seed on CPU gives the same metrics.

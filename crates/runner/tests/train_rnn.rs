@@ -841,6 +841,17 @@ fn a_small_corpus_is_pretrained_on_synthetic_voices_first() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("pretraining gru"));
     assert!(run.join("summary.json").is_file());
 
+    // a set whose manifest disagrees with the plan is not trusted
+    let manifest_path = set.join("data_speech_commands_v0.02/synth.json");
+    let kept = std::fs::read_to_string(&manifest_path).unwrap();
+    let mut edited: serde_json::Value = serde_json::from_str(&kept).unwrap();
+    edited["config"]["seed"] = serde_json::json!(99);
+    std::fs::write(&manifest_path, edited.to_string()).unwrap();
+    let out = train(dir, &[&auto[..], &["--out", "pt-edited"]].concat());
+    std::fs::write(&manifest_path, kept).unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("made with other settings"));
+
     // from scratch: --pretrain none, the coursework, the Elman RNNs
     ok(&train(dir, &["--epochs", "1", "--out", "pt-none"]));
     ok(&train(dir, &["--coursework", "--epochs", "1", "--out", "pt-cw"]));
