@@ -8,7 +8,10 @@
 //! onto the validation counts). The default recipe reads each clip up to its
 //! own last frame (padding ignored, see `models::lengths`); `--coursework`
 //! reads the last step of the padded second, as the notebook does. The engine keeps the checkpoints, so
-//! `--resume` continues exactly where the run stopped.
+//! `--resume` continues exactly where the run stopped. A run may start from
+//! an earlier run's weights (`--init-from`); on a small corpus the default
+//! recipe's LSTM and GRU start from a run on synthetic voices that it makes
+//! itself ([`crate::pretrain`]).
 
 use crate::config::{RunConfig, RunSummary};
 use crate::train::{ModelKind, TrainArgs};
