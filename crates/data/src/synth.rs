@@ -995,29 +995,47 @@ fn split_variants(
     Ok([train, val, test])
 }
 
-/// The validation and test voices of the synthetic set in `dir` (its
-/// `synth.json`): espeak-ng variants, and flite and festival voices as
-/// `engine:voice`. Given as [`SynthConfig::exclude_voices`], they make a set
-/// that shares no voice with `dir`'s held-out splits.
-pub fn held_out_voices(dir: &Path) -> Result<Vec<String>> {
+/// The `synth.json` of the data set in `dir` (or in its
+/// `data_speech_commands_v0.02`); `None` when the set was not made by
+/// `rnnlab data synth` (it has no `synth.json`).
+pub fn read_summary(dir: &Path) -> Result<Option<SynthSummary>> {
     let root = crate::speech_commands::SpeechCommands::resolve_root(dir)?;
     let path = root.join("synth.json");
     if !path.is_file() {
-        return Err(DataError::dataset(
-            dir,
-            "no synth.json: only a set made by `rnnlab data synth` lists its voices",
-        ));
+        return Ok(None);
     }
     let text = std::fs::read_to_string(&path).map_err(|e| DataError::io(&path, e))?;
-    let summary: SynthSummary = serde_json::from_str(&text)
+    let summary = serde_json::from_str(&text)
         .map_err(|e| DataError::dataset(&path, format!("unreadable: {e}")))?;
-    let mut voices: Vec<String> = [1, 2]
-        .iter()
-        .flat_map(|&i| summary.variants[i].iter().chain(&summary.voices[i]).cloned())
-        .collect();
-    voices.sort();
-    voices.dedup();
-    Ok(voices)
+    Ok(Some(summary))
+}
+
+impl SynthSummary {
+    /// The validation and test voices: espeak-ng variants, and flite and
+    /// festival voices as `engine:voice`, sorted. Given as
+    /// [`SynthConfig::exclude_voices`], they make a set that shares no voice
+    /// with this set's held-out splits.
+    pub fn held_out_voices(&self) -> Vec<String> {
+        let mut voices: Vec<String> = [1, 2]
+            .iter()
+            .flat_map(|&i| self.variants[i].iter().chain(&self.voices[i]).cloned())
+            .collect();
+        voices.sort();
+        voices.dedup();
+        voices
+    }
+}
+
+/// The validation and test voices of the synthetic set in `dir` (its
+/// `synth.json`; see [`SynthSummary::held_out_voices`]).
+pub fn held_out_voices(dir: &Path) -> Result<Vec<String>> {
+    match read_summary(dir)? {
+        Some(summary) => Ok(summary.held_out_voices()),
+        None => Err(DataError::dataset(
+            dir,
+            "no synth.json: only a set made by `rnnlab data synth` lists its voices",
+        )),
+    }
 }
 
 /// Every clip's parameters, drawn in a fixed order, and the validation and test lists.

@@ -19,8 +19,7 @@ use crate::train::TrainArgs;
 use crate::train_rnn::{lock_exclusive, RnnRunConfig};
 use anyhow::{ensure, Context};
 use clap::ValueEnum;
-use data::speech_commands::SpeechCommands;
-use data::synth::{generate, held_out_voices, Conditions, SynthConfig};
+use data::synth::{generate, read_summary, Conditions, SynthConfig};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tch::Device;
@@ -74,8 +73,8 @@ impl Plan {
             .context("no training clips")?;
         let tenths = (longest * 10.0 - 1e-6).ceil() / 10.0;
         let max_seconds = (tenths < 1.0).then_some(tenths.max(data::synth::MIN_CLIP_SECONDS));
-        let synthetic = SpeechCommands::resolve_root(data_dir)?.join("synth.json").is_file();
-        let exclude_voices = if synthetic { held_out_voices(data_dir)? } else { Vec::new() };
+        let exclude_voices =
+            read_summary(data_dir)?.map(|s| s.held_out_voices()).unwrap_or_default();
         Ok(Plan { sample_rate, max_seconds, per_class, exclude_voices })
     }
 
@@ -158,12 +157,12 @@ pub fn pretrained_run(
         "--pretrain-clips sizes the synthetic set of --pretrain auto, which this run does not make"
     );
     let batches = train.len().div_ceil(cfg.batch_size as usize);
-    if off || !recipe.pretrains(cfg.rnn.mode, batches) {
-        return Ok(None);
-    }
-    let Some(per_class) = args.pretrain_clips.or(recipe.pretrain_clips) else {
+    let Some(recipe_clips) =
+        recipe.pretrain_clips.filter(|_| !off && recipe.pretrains(cfg.rnn.mode, batches))
+    else {
         return Ok(None);
     };
+    let per_class = args.pretrain_clips.unwrap_or(recipe_clips);
     ensure!(per_class >= 10, "--pretrain-clips must be at least 10, got {per_class}");
     let plan = Plan::for_corpus(&cfg.data_dir, train, per_class)?;
     let dir = Path::new(DEFAULT_ROOT).join(plan.key());
@@ -176,10 +175,16 @@ pub fn pretrained_run(
     );
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let _lock = lock_exclusive(&dir.join(".lock"))?;
-    let manifest = SpeechCommands::resolve_root(&set).map(|r| r.join("synth.json"));
-    match manifest {
-        Ok(path) if path.is_file() => check_set(&path, &plan.synth_config())?,
-        _ => {
+    // a set whose manifest cannot be read is made again (`generate` replaces it)
+    match read_summary(&set).ok().flatten() {
+        // a folder copied or edited by hand would otherwise be trusted
+        Some(found) => ensure!(
+            found.config == plan.synth_config(),
+            "{}: this pretraining set was made with other settings than the run asks for \
+             (its synth.json); remove the folder to make it again",
+            set.display()
+        ),
+        None => {
             eprintln!("synthesising the pretraining set {} (espeak-ng)", set.display());
             generate(&set, &plan.synth_config()).with_context(|| {
                 format!(
@@ -200,22 +205,6 @@ pub fn pretrained_run(
             .with_context(|| format!("pretraining {}", run.display()))?;
     }
     Ok(Some(run))
-}
-
-/// A set found made is the one planned: its `synth.json` records the same
-/// settings (a folder copied or edited by hand would otherwise be trusted).
-fn check_set(manifest: &Path, want: &SynthConfig) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(manifest)
-        .with_context(|| format!("reading {}", manifest.display()))?;
-    let found: data::synth::SynthSummary = serde_json::from_str(&text)
-        .with_context(|| format!("{}: not a synthetic set's manifest", manifest.display()))?;
-    ensure!(
-        &found.config == want,
-        "{}: this pretraining set was made with other settings than the run asks for; \
-         remove its folder to make it again",
-        manifest.display()
-    );
-    Ok(())
 }
 
 /// The pretraining run's flags: the corpus run's model shape and features

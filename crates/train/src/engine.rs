@@ -156,6 +156,25 @@ impl<S> Default for RunState<S> {
     }
 }
 
+impl<S: Clone> RunState<S> {
+    /// Takes the validation at `step`, whose monitored score is `score`: it
+    /// becomes the best when it beats the best so far towards `goal` (the
+    /// first one when it is a number), and the latest in any case. Returns
+    /// whether it became the best, whose weights the caller then saves.
+    fn record(&mut self, step: u64, eval: Eval<S>, score: f64, goal: Goal) -> bool {
+        let better = match (&self.best, goal) {
+            (None, _) => !score.is_nan(),
+            (Some(b), Goal::Maximize) => score > b.monitor,
+            (Some(b), Goal::Minimize) => score < b.monitor,
+        };
+        if better {
+            self.best = Some(Best { step, monitor: score, eval: eval.clone() });
+        }
+        self.last = Some((step, eval));
+        better
+    }
+}
+
 /// The numbers of a run every model's `summary.json` carries. Training time
 /// leaves out validation and checkpoints. Numbers an older summary lacks
 /// read as 0 (or NaN for losses, which JSON also writes as `null`).
@@ -303,12 +322,10 @@ pub fn fit<T: Task>(
         metrics.start_row(eval.loss, &eval.scores)?;
         metrics.flush()?;
         eprintln!("step 0/{}: {}", settings.steps, task.describe(&eval));
-        let (score, _) = task.monitor(&eval);
-        if !score.is_nan() {
-            st.best = Some(Best { step: 0, monitor: score, eval: eval.clone() });
+        let (score, goal) = task.monitor(&eval);
+        if st.record(0, eval, score, goal) {
             run.save_checkpoint(task.var_store(), BEST)?;
         }
-        st.last = Some((0, eval));
     }
     reseed(settings.seed, st.step);
 
@@ -366,18 +383,13 @@ pub fn fit<T: Task>(
         metrics.flush()?;
         if let Some(eval) = eval {
             let (score, goal) = task.monitor(&eval);
-            let better = match (&st.best, goal) {
-                (None, _) => !score.is_nan(),
-                (Some(b), Goal::Maximize) => score > b.monitor,
-                (Some(b), Goal::Minimize) => score < b.monitor,
-            };
             bar.set_message(task.describe(&eval));
             if bar.is_hidden() {
                 // no terminal (a log file, a pipe): one line per validation
                 eprintln!("step {}/{total}: {}", st.step, task.describe(&eval));
             }
-            if better {
-                st.best = Some(Best { step: st.step, monitor: score, eval: eval.clone() });
+            let step = st.step;
+            if st.record(step, eval, score, goal) {
                 st.stale = 0;
                 run.save_checkpoint(task.var_store(), BEST)?;
             } else {
@@ -386,7 +398,6 @@ pub fn fit<T: Task>(
                     st.stopped_early = true;
                 }
             }
-            st.last = Some((st.step, eval));
         }
         if epoch_end {
             task.end_epoch(epoch, run)?;
